@@ -104,7 +104,9 @@ class RadioTransientError(RadioError):
 class TxNoAck(RadioError):
     code = "RAD007"
     exit_code = 7
-    default_hint = "The destination did not acknowledge; is it powered, in range and on this channel?"
+    default_hint = (
+        "The destination did not acknowledge; is it powered, in range and on this channel?"
+    )
 
 
 class TxChannelBusy(RadioError):
