@@ -14,6 +14,9 @@ from drivers.errors import NoSuchDevice, RadioNotResponding, RadioPermissionDeni
 
 
 class RadioGpio(abc.ABC):
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Request the lines (backends that need it)."""
+
     @property
     @abc.abstractmethod
     def irq_fd(self) -> int:
@@ -42,10 +45,16 @@ class GpiodLines(RadioGpio):
     """libgpiod v2 (the ``gpiod`` package): one line request holding IRQ, RSTN and SLP_TR."""
 
     def __init__(self, chip: str, irq: int, reset: int, slp_tr: int) -> None:
+        self._chip = chip
+        self._offsets = (irq, reset, slp_tr)
+        self._req: Any = None
+
+    async def open(self) -> None:
         import gpiod  # lazily: not needed on the emulated radio
         from gpiod.line import Direction, Edge, Value
 
-        self._offsets = (irq, reset, slp_tr)
+        chip = self._chip
+        irq, reset, slp_tr = self._offsets
         self._active = Value.ACTIVE
         self._inactive = Value.INACTIVE
         config: dict[Any, Any] = {
@@ -91,4 +100,6 @@ class GpiodLines(RadioGpio):
         self._req.set_value(self._offsets[2], self._active if high else self._inactive)
 
     async def close(self) -> None:
-        self._req.release()
+        if self._req is not None:
+            self._req.release()
+            self._req = None

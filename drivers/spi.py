@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import errno
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ class SpiBus(abc.ABC):
     async def transfer(self, tx: bytes) -> bytes:
         """One access: CS low, clock ``tx`` out, return what came back, CS high."""
 
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Open the device (backends that need it)."""
+
     @abc.abstractmethod
     async def close(self) -> None: ...
 
@@ -55,9 +59,20 @@ class SpidevBus(SpiBus):
         import spidev  # imported lazily: not needed on the emulated radio
 
         name = self.path.rsplit("/", 1)[-1]
-        if not name.startswith("spidev") or "." not in name:
+        bus_s, _, cs_s = name.removeprefix("spidev").partition(".")
+        if not name.startswith("spidev") or not bus_s.isdigit() or not cs_s.isdigit():
             raise NoSuchDevice(f"{self.path} is not a spidev device path (/dev/spidevB.C)")
-        bus_s, cs_s = name.removeprefix("spidev").split(".", 1)
+        # check access on the path itself first: spidev opens /dev/spidevB.C by number
+        try:
+            os.close(os.open(self.path, os.O_RDWR))
+        except FileNotFoundError as exc:
+            raise NoSuchDevice(f"no SPI device {self.path}") from exc
+        except PermissionError as exc:
+            raise RadioPermissionDenied(f"no permission to open {self.path}") from exc
+        except OSError as exc:
+            raise NoSuchDevice(f"cannot open {self.path}: {exc.strerror}") from exc
+        if self.path != f"/dev/spidev{bus_s}.{cs_s}":
+            raise NoSuchDevice(f"{self.path}: the SPI device must be /dev/spidev{bus_s}.{cs_s}")
         dev = spidev.SpiDev()
         try:
             dev.open(int(bus_s), int(cs_s))

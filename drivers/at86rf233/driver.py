@@ -158,9 +158,12 @@ class At86rf233Radio(Radio):
     async def open(self) -> None:
         if self._opened:
             return
-        open_bus = getattr(self._spi, "open", None)
-        if open_bus is not None:
-            await open_bus()
+        try:
+            await self._spi.open()
+            await self._gpio.open()
+        except BaseException:
+            await self._release_hw()
+            raise
         loop = asyncio.get_running_loop()
         loop.add_reader(self._gpio.irq_fd, self._on_irq_fd)
         try:

@@ -7,7 +7,8 @@ URL parameters (all optional): ``node`` (1..33, default 1), ``air=otsim``, ``por
 ``ack_timeout_ms`` (default 16, OpenThread's software ACK window), ``noise`` (dBm),
 ``interference`` (``15:-60,20:-75``: constant energy per channel), ``eui64`` (16 hex digits),
 ``seed``, ``pcap`` (capture this radio's air traffic), ``part`` (PART_NUM to report, to emulate
-another chip), ``spi_ber`` and ``crc_error_rate`` (fault rates).
+another chip), ``spi_ber`` and ``crc_error_rate`` (fault rates), ``dead=1`` (a chip that never
+answers on SPI).
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ def emulated_radio(url: str, p: RadioUrl) -> At86rf233Radio:
         raise
     chip.faults.spi_ber = p.get_float("spi_ber", 0.0, 0.0, 0.01)
     chip.faults.crc_error_rate = p.get_float("crc_error_rate", 0.0, 0.0, 1.0)
+    chip.faults.dead = p.get_bool("dead", False)
 
     async def on_close() -> None:
         chip.close()
