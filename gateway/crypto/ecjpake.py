@@ -168,8 +168,6 @@ class EcJpake:
     """
 
     __slots__ = (
-        "_peer_kp1",
-        "_peer_kp2",
         "_peer_round_one",
         "_peer_round_two",
         "_peer_x",
