@@ -65,7 +65,7 @@ class GpiodLines(RadioGpio):
             slp_tr: gpiod.LineSettings(direction=Direction.OUTPUT, output_value=Value.INACTIVE),
         }
         try:
-            self._req: Any = gpiod.request_lines(
+            self._req = gpiod.request_lines(
                 chip, consumer="gateway-radio", config=config, event_buffer_size=64
             )
         except FileNotFoundError as exc:

@@ -128,6 +128,9 @@ class At86rf233Radio(Radio):
         self._listen_state = State.RX_AACK_ON
         self._xah_current = 0
         self._recovery_gen = 0
+        self._dedupe_next = False
+        self._suspect_event = asyncio.Event()
+        self._last_rx: tuple[bytes, int, int] | None = None
 
     # ------------------------------------------------------------------ public properties
 
@@ -233,6 +236,7 @@ class At86rf233Radio(Radio):
         # its configuration (reset) or stopped answering
         if self._opened and not self._asleep and rx and rx[0] & 0x1F == 0:
             self._suspect = True
+            self._suspect_event.set()
         return rx
 
     async def _read(self, reg: int) -> int:
@@ -401,6 +405,9 @@ class At86rf233Radio(Radio):
                 await self._hw_reset()
                 info = await self._probe()
                 await self._init_registers()
+                await self._read(Reg.IRQ_STATUS)
+                if self._gpio.irq_level():
+                    raise _ChipFault("irq-stuck", "the IRQ line stays asserted after a reset")
             except _ChipFault as exc:
                 if probe_errors:
                     raise RadioNotResponding(f"the radio did not initialise: {exc}") from exc
@@ -436,6 +443,7 @@ class At86rf233Radio(Radio):
                 continue
             c.recoveries += 1
             self._recovery_gen += 1
+            self._asleep = False
             if self._tx_future is not None and not self._tx_future.done():
                 self._tx_future.set_exception(_ChipFault("reset", "chip reset during transmit"))
             LOG.info("radio recovered after %s fault (attempt %d)", kind, attempt)
@@ -497,8 +505,13 @@ class At86rf233Radio(Radio):
         for _ in range(16):
             status = await self._read(Reg.IRQ_STATUS)
             if status & ~IRQ_MASK & 0xFF:
-                self._counters.spi_errors_detected += 1  # IRQ_MASK_MODE=0 latches nothing else
+                # IRQ_MASK_MODE=0 latches nothing else: this read was corrupted on the bus, and
+                # a TRX_END may hide behind it, so look at the frame buffer (deduplicated)
+                self._counters.spi_errors_detected += 1
                 status &= IRQ_MASK
+                if self._tx_future is None:
+                    status |= Irq.TRX_END
+                    self._dedupe_next = True
             if status:
                 empty_reads = 0
                 self._counters.irqs += 1
@@ -533,6 +546,12 @@ class At86rf233Radio(Radio):
             lqi, ed, rx_status = rx[2 + phr], rx[3 + phr], rx[4 + phr]
             chip_crc = bool(rx_status & 0x80)
             crc = fcs_ok(psdu)
+            key = (bytes(psdu), lqi, ed)
+            if self._dedupe_next:
+                self._dedupe_next = False
+                if key == self._last_rx:
+                    return
+            self._last_rx = key
             if chip_crc and not crc:
                 # the chip checked the FCS on the air; a mismatch here is SPI corruption
                 self._counters.spi_errors_detected += 1
@@ -562,7 +581,9 @@ class At86rf233Radio(Radio):
     async def _health_loop(self) -> None:
         """Catch what no IRQ reports: a lost edge, a chip that reset itself, a stuck state."""
         while True:
-            await asyncio.sleep(HEALTH_PERIOD_S if not self._suspect else 0.001)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._suspect_event.wait(), HEALTH_PERIOD_S)
+            self._suspect_event.clear()
             if self._asleep or self._mode.locked() or self._fatal is not None:
                 continue
             try:
@@ -571,19 +592,27 @@ class At86rf233Radio(Radio):
             except RadioNotResponding:
                 return
 
+    async def _verify_config(self) -> None:
+        """Raise a reset fault when the chip lost its configuration (read twice: one corrupted
+        byte must not trigger a reset)."""
+        for _ in range(2):
+            mask = await self._read(Reg.IRQ_MASK)
+            ctrl1 = await self._read(Reg.TRX_CTRL_1)
+            if mask == IRQ_MASK and ctrl1 & 0x0C == 1 << regs.SPI_CMD_MODE_SHIFT:
+                self._suspect = False
+                return
+        raise _ChipFault("reset", "the chip lost its configuration")
+
     async def _health_check(self) -> None:
         try:
             async with self._op:
                 if self._gpio.irq_level():
                     self._counters.irq_lost_recovered += 1
                     await self._service_irq()
-                mask = await self._read(Reg.IRQ_MASK)
+                await self._verify_config()
                 st = await self._state()
-                if mask != IRQ_MASK or st in (State.P_ON, State.TRX_OFF):
-                    mask2 = await self._read(Reg.IRQ_MASK)
-                    st2 = await self._state()
-                    if mask2 != IRQ_MASK or st2 in (State.P_ON, State.TRX_OFF):
-                        raise _ChipFault("reset", f"configuration lost (state 0x{st2:02x})")
+                if st in (State.P_ON, State.TRX_OFF) and await self._state() == st:
+                    raise _ChipFault("state", f"the chip left its listening state (0x{st:02x})")
                 if st == State.IN_PROGRESS:
                     await self._wait_state_not(State.IN_PROGRESS, 0.005)
                 self._suspect = False
@@ -732,6 +761,8 @@ class At86rf233Radio(Radio):
             # stop receiving (a frame being received completes first), then drain its IRQ so the
             # frame buffer is read before it is overwritten
             await self._set_state(State.PLL_ON)
+            if self._suspect:
+                await self._verify_config()
             if self._gpio.irq_level():
                 await self._service_irq()
             if not basic:
@@ -791,6 +822,11 @@ class At86rf233Radio(Radio):
                     st = await self._state()
                     if st in (State.P_ON, State.TRX_OFF):
                         raise _ChipFault("reset", "the chip reset during a transmission")
+                    if st in (State.TX_ARET_ON, State.PLL_ON) and not fut.done():
+                        # the transaction is over but its TRX_END was lost (corrupted read)
+                        self._counters.irq_lost_recovered += 1
+                        fut.set_result(None)
+                        return
                     if time.monotonic() > deadline:
                         raise _ChipFault("state", f"transmission never completed (0x{st:02x})")
             wait = TX_POLL_S
@@ -873,6 +909,8 @@ class At86rf233Radio(Radio):
         self._check_usable()
 
         async def op() -> None:
+            if not self._asleep:
+                return  # a recovery (reset) already woke the chip
             async with self._op:
                 self._gpio.set_slp_tr(False)
                 deadline = time.monotonic() + 0.01

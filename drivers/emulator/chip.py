@@ -374,8 +374,6 @@ class At86rf233Emulator:
         if addr == Reg.IRQ_STATUS:
             value = self._irq_status
             self._irq_status = 0
-            if not self.faults.irq_stuck_permanent:
-                self._stuck = self._stuck and self.faults.irq_stuck
             self._update_pin()
             return value
         if addr == Reg.PHY_RSSI:
@@ -576,10 +574,10 @@ class At86rf233Emulator:
             busy = self._cca_busy(now, now + 128 * US)
             if busy:
                 a.csma_tries += 1
-                a.csma_total += 1
                 if a.csma_tries > max_csma:
                     self._aret_finish(Trac.CHANNEL_ACCESS_FAILURE)
                     return
+                a.csma_total += 1  # a CSMA retry follows
                 max_be = self._regs[Reg.CSMA_BE] >> 4
                 a.be = min(a.be + 1, max_be)
                 a.phase = "backoff"
