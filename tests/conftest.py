@@ -14,13 +14,13 @@ import pytest
 # disjoint ranges.
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 _base = 10 + 200 * int(_worker.removeprefix("gw") or 0) + (os.getpid() % 97) * 2
-_offsets = itertools.count(_base)
+_offsets = itertools.count(_base, 2)
 
 
 @pytest.fixture
 def port_offset() -> int:
     """A port offset (OpenThread PORT_OFFSET) no other test in this run uses."""
-    return next(_offsets) % 1900 + 10
+    return next(_offsets) % 1600 + 10
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -54,6 +54,7 @@ def run(as_json: bool, coro_fn: Callable[[], Awaitable[T]]) -> T:
         fail(exc, as_json)
     except KeyboardInterrupt:
         sys.exit(130)
+    raise AssertionError("unreachable")
 
 
 async def _with_signals(coro_fn: Callable[[], Awaitable[T]]) -> T:
@@ -66,7 +67,7 @@ async def _with_signals(coro_fn: Callable[[], Awaitable[T]]) -> T:
     return await coro_fn()
 
 
-def fail(exc: GatewayError, as_json: bool) -> Any:
+def fail(exc: GatewayError, as_json: bool) -> NoReturn:
     if as_json:
         output.emit_json({"ok": False, "error": exc.to_dict()})
     msg = output.style("error:", "31;1", sys.stderr) + f" {exc.message}"
