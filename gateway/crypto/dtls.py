@@ -721,6 +721,10 @@ class _DtlsConnection:
             self._retransmit_wanted = True
 
     def _unprotect(self, rec: DtlsRecord) -> bytes | None:
+        if self._stage is _Stage.S_LISTEN:
+            # Stateless until the cookie is verified: a restarted client begins again at
+            # record 0, and a replayed ClientHello only earns another HelloVerifyRequest.
+            return rec.fragment if len(rec.fragment) <= MAX_PLAINTEXT_LEN else None
         if not self._replay.is_fresh(rec.sequence_number):
             return None
         cipher = self._read_cipher
