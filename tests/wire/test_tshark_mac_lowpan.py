@@ -199,6 +199,30 @@ def _build() -> Capture:
         security=AuxSecurityHeader(5, 1, 1235, key_index=1),
     )
     cap.add("command", secure(command, KEY).to_bytes(fcs=True))
+    cmd2015 = MacFrame.create(
+        FrameType.COMMAND,
+        seq=24,
+        dst=B,
+        dst_pan=PAN,
+        src=A,
+        version=FrameVersion.V2015,
+        header_ies=ies,
+        payload=bytes((MacCommand.DATA_REQUEST,)),  # encrypted in 2015 frames
+        ack_request=True,
+        security=AuxSecurityHeader(5, 1, 1236, key_index=1),
+    )
+    cap.add("command2015", secure(cmd2015, KEY).to_bytes(fcs=True))
+    enh_ack = MacFrame.create(
+        FrameType.ACK,
+        seq=24,
+        dst=B,
+        dst_pan=PAN,
+        src=A,
+        version=FrameVersion.V2015,
+        header_ies=build_header_ies([HeaderIE(0x1A, bytes.fromhex("ed0b350c"))]),
+        security=AuxSecurityHeader(5, 1, 1237, key_index=1),
+    )
+    cap.add("enh_ack", secure(enh_ack, KEY).to_bytes(fcs=True))
     cap.add("ot_mle", MacFrame.from_bytes(MLE_DISCOVERY_REQUEST, fcs=True).to_bytes(fcs=True))
     for level in range(1, 8):
         for mode, source in ((1, b""), (2, b"\x00\x00\x00\x01"), (3, bytes(range(8)))):
@@ -305,6 +329,9 @@ def test_other_frame_kinds(dissected: tuple[Capture, dict[int, dict[str, str]]])
     assert (mesh["6lowpan.mesh.orig16"], mesh["6lowpan.mesh.dest16"]) == ("0x0400", "0x0800")
     assert bytes.fromhex(mesh["data.data"]) == b"meshed"
     assert _row(dissected, "command")["wpan.cmd"] == "0x04"
+    assert _row(dissected, "command2015")["wpan.cmd"] == "0x04"  # visible only once decrypted
+    enh_ack = _row(dissected, "enh_ack")
+    assert (enh_ack["wpan.frame_type"], enh_ack["wpan.header_ie.id"]) == ("0x0002", "0x001a")
     assert _row(dissected, "ot_mle")["udp.checksum.status"] == "1"
 
 
