@@ -146,6 +146,16 @@ _POLICY = _Spec(
 _SECRET_FIELDS = frozenset({"network_key", "pskc"})
 
 
+class _Values:
+    """Attribute view of decoded field values, to re-encode one TLV on its own."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    def __getattr__(self, name: str) -> Any:  # fields of other TLVs: a page defaults to 0
+        return 0 if name.endswith("_page") else None
+
+
 class _TlvRecord:
     """Shared TLV mapping, order keeping and validation of the dataset classes."""
 
@@ -224,11 +234,16 @@ class _TlvRecord:
                 extras.append(t)
                 continue
             try:
-                values.update(spec.decode(t.value))
+                decoded = spec.decode(t.value)
+                canonical = spec.encode(_Values(decoded))
             except ParseError:
                 raise
             except (ValueError, TypeError) as exc:
                 raise ParseError(f"dataset TLV type {t.type}: {exc}") from exc
+            if canonical != t.value:
+                # e.g. a PAN ID TLV of 3 bytes: refuse rather than silently re-encode differently
+                raise ParseError(f"dataset TLV type {t.type} has a non-canonical length")
+            values.update(decoded)
         try:
             factory = cast("Callable[..., Self]", cls)
             return factory(extra_tlvs=tuple(extras), tlv_order=tuple(t.type for t in raw), **values)
