@@ -56,6 +56,12 @@ class _Rx:
     payload: bytes
 
 
+@dataclass(frozen=True)
+class _Call:
+    station: _Station
+    fn: Callable[[float], list[Output]]
+
+
 def airtime(payload_len: int, unicast: bool) -> float:
     mhr = MHR_UNICAST if unicast else MHR_BROADCAST
     return (PHY_OVERHEAD + mhr + payload_len + FCS) * BYTE_S
@@ -70,6 +76,7 @@ class Air:
         proc_delay: float = 0.002,
         mac_retries: int = 3,
         on_frame: Callable[[float, int, bytes | None, bytes | None, bytes], None] | None = None,
+        drop: Callable[[bytes, bytes | None], bool] | None = None,
     ) -> None:
         self.loss = loss
         self.rand = random.Random(seed)
@@ -82,6 +89,7 @@ class Air:
         self.stations: dict[bytes, _Station] = {}
         self.frames_sent = 0
         self.on_frame = on_frame
+        self.drop = drop
 
     def add(self, name: str, node: Node, address: bytes, channel: int | None) -> _Station:
         st = _Station(name, node, address, channel)
@@ -142,6 +150,8 @@ class Air:
             targets = [st] if st is not None else []
         else:
             targets = [s for s in self.stations.values() if s.address != rx.src]
+        if self.drop is not None and self.drop(rx.payload, rx.dst):
+            return
         for st in targets:
             if st.channel != rx.channel:
                 continue
@@ -154,7 +164,7 @@ class Air:
 
     def call_at(self, t: float, st: _Station, fn: Callable[[float], list[Output]]) -> None:
         """Run ``fn(t)`` (for example ``thing.start``) at simulated time ``t``."""
-        self._push(t, "call", (st, fn))
+        self._push(t, "call", _Call(st, fn))
 
     def run(self, until: float, stop: Callable[[], bool] | None = None) -> None:
         while self._queue:
@@ -164,8 +174,8 @@ class Air:
             heapq.heappop(self._queue)
             self.now = t
             if kind == "call":
-                st, fn = item  # type: ignore[misc]
-                self.apply(st, t, fn(t))
+                assert isinstance(item, _Call)
+                self.apply(item.station, t, item.fn(t))
             elif kind == "poll":
                 assert isinstance(item, _Station)
                 if item.poll_at != t:
