@@ -94,6 +94,13 @@ class LowpanFrame:
     fragment: FragmentHeader | None
     data: bytes
 
+    def link_addresses(self, mac_src: Address, mac_dst: Address) -> tuple[Address, Address]:
+        """The addresses IPHC and reassembly use: the mesh header's originator and final
+        destination when there is one (RFC 4944 §5.2, RFC 6282 §3.2.2), else the MAC ones."""
+        if self.mesh is not None:
+            return self.mesh.originator, self.mesh.final
+        return mac_src, mac_dst
+
     def to_bytes(self) -> bytes:
         out = b""
         if self.mesh is not None:
@@ -249,6 +256,13 @@ class Reassembler:
 
     def clear(self) -> None:
         self._partials.clear()
+
+    def accept(self, frame: LowpanFrame, src: Address, dst: Address, now: float) -> bytes | None:
+        """The datagram carried by a parsed frame: its data when unfragmented, else what
+        :meth:`feed` returns for its fragment."""
+        if frame.fragment is None:
+            return frame.data
+        return self.feed(frame.fragment.to_bytes() + frame.data, src, dst, now)
 
     def feed(self, data: bytes, src: Address, dst: Address, now: float) -> bytes | None:
         """Give one fragment (starting at its FRAG1/FRAGN header, mesh/BC0 headers removed);

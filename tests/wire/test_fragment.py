@@ -116,6 +116,17 @@ def test_fragment_layout_rfc4944() -> None:
     assert spans[-1][0] + spans[-1][1] == 400
 
 
+def test_uncompressed_ipv6_datagram_fragments() -> None:
+    packet = Ipv6Packet.udp("2001:db8::1", "2001:db8::2", 7, 9, bytes(range(200)))
+    datagram = b"\x41" + packet.to_bytes()
+    parts = fragment(datagram, max_payload=64, tag=3)
+    first, _ = FragmentHeader.parse(parts[0])
+    assert first.datagram_size == len(packet.to_bytes())  # the dispatch byte is not counted
+    reasm = Reassembler()
+    done = [r for r in (reasm.feed(p, None, None, now=0) for p in reversed(parts)) if r]
+    assert done == [datagram] and decompress(done[0], None, None) == packet
+
+
 def test_small_datagram_not_fragmented() -> None:
     datagram = compress(_dtls_like(60), JOINER, LEADER)
     assert fragment(datagram, max_payload=100, tag=1) == [datagram]
@@ -234,6 +245,23 @@ def test_reassembly_rejects_malformed() -> None:
         with pytest.raises(ParseError):
             reasm.feed(bad, JOINER, LEADER, now=0)
     assert reasm.counters.malformed == 6 and reasm.pending == 0
+
+
+def test_accept_and_link_addresses() -> None:
+    packet, parts = _parts()
+    mesh = MeshHeader(4, JOINER, LEADER)
+    reasm = Reassembler()
+    out = None
+    for part in parts:
+        frame = parse_lowpan_frame(mesh.to_bytes() + part)
+        src, dst = frame.link_addresses(ShortAddress(1), ShortAddress(2))
+        assert (src, dst) == (JOINER, LEADER)
+        out = reasm.accept(frame, src, dst, now=0)
+    assert out is not None and decompress(out, JOINER, LEADER) == packet
+    whole = compress(_dtls_like(60), JOINER, LEADER)
+    plain = parse_lowpan_frame(whole)
+    assert plain.link_addresses(JOINER, LEADER) == (JOINER, LEADER)
+    assert reasm.accept(plain, JOINER, LEADER, now=0) == whole
 
 
 def test_parse_lowpan_frame_layers() -> None:
