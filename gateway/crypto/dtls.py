@@ -57,6 +57,7 @@ from gateway.crypto.dtls_handshake import (
     HS_CLIENT_HELLO,
     HS_CLIENT_KEY_EXCHANGE,
     HS_FINISHED,
+    HS_HELLO_REQUEST,
     HS_HELLO_VERIFY_REQUEST,
     HS_SERVER_HELLO,
     HS_SERVER_HELLO_DONE,
@@ -811,8 +812,8 @@ class _DtlsConnection:
                 msg = self._reasm.pop()
                 if msg is None:
                     break
-                if self._stage is _Stage.DONE:
-                    continue  # no renegotiation: ignore post-handshake messages
+                if self._stage is _Stage.DONE or msg.msg_type == HS_HELLO_REQUEST:
+                    continue  # no renegotiation: HelloRequest and post-handshake messages ignored
                 self._handle_message_checked(msg, now)
         finally:
             self._processing = False
