@@ -207,7 +207,9 @@ class ReplayWindow:
     def mark(self, seq: int) -> None:
         if seq > self._top:
             shift = seq - self._top
-            self._bits = ((self._bits << shift) | 1) & ((1 << self._size) - 1)
+            # shift can be up to 2**48: never build an integer that wide
+            kept = (self._bits << shift) & ((1 << self._size) - 1) if shift < self._size else 0
+            self._bits = kept | 1
             self._top = seq
         else:
             offset = self._top - seq
