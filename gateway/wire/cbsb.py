@@ -57,6 +57,7 @@ __all__ = [
     "join_header",
     "m2_first_chunk_capacity",
     "parse_frame",
+    "peek_type",
     "split_delivery",
 ]
 
@@ -840,6 +841,17 @@ _PARSERS: dict[int, type[Frame]] = {
 def is_cbsb_frame(payload: bytes) -> bool:
     """True if a MAC payload starts with the CBSB dispatch byte (any version)."""
     return len(payload) >= 2 and payload[0] == DISPATCH
+
+
+def peek_type(payload: bytes) -> MsgType | None:
+    """The message type of a CBSB-1 frame from its first two bytes, without parsing the rest
+    (lets a receiver skip frames it never handles cheaply); None if not a CBSB-1 frame."""
+    if len(payload) < 2 or payload[0] != DISPATCH or payload[1] >> 4 != VERSION:
+        return None
+    try:
+        return MsgType(payload[1] & 0x0F)
+    except ValueError:
+        return None
 
 
 def parse_frame(data: bytes) -> Frame:

@@ -77,7 +77,15 @@ from gateway.wire.cbsb import (
     join_header,
     m2_first_chunk_capacity,
     parse_frame,
+    peek_type,
     split_delivery,
+)
+
+_THING_IGNORES = frozenset(
+    {MsgType.BEACON_REQUEST, MsgType.JOIN_REQUEST, MsgType.JOIN_CONFIRM, MsgType.DELIVERY_ACK}
+)
+_GATEWAY_IGNORES = frozenset(
+    {MsgType.BEACON, MsgType.JOIN_RESPONSE, MsgType.JOIN_DONE, MsgType.DELIVERY}
 )
 
 __all__ = [
@@ -785,6 +793,9 @@ class GatewaySession:
         out: list[Output] = []
         if self.state == SessionState.CLOSED:
             return out
+        if peek_type(payload) in _GATEWAY_IGNORES:
+            self.counters["ignored"] += 1
+            return out
         try:
             frame = parse_frame(payload)
         except CbsbUnsupportedVersion:
@@ -1380,6 +1391,8 @@ class ThingJoin:
         out: list[Output] = []
         if self.state in (ThingState.IDLE, ThingState.COMMITTED, ThingState.FAILED):
             return out
+        if peek_type(payload) in _THING_IGNORES:
+            return out  # other things' traffic: not worth a parse
         try:
             frame = parse_frame(payload)
         except ParseError:
