@@ -29,7 +29,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.optionnumbers import OptionNumber
 from aiocoap.numbers.types import Type
 
-from gateway.errors import ParseError
+from gateway.errors import InvalidArgument, ParseError
 from gateway.wire.meshcop import MeshcopTlv, decode_meshcop_tlvs, encode_meshcop_tlvs
 from gateway.wire.tlv import Tlv, check_uint
 
@@ -174,6 +174,7 @@ COMMISSIONING_URIS: frozenset[TmfUri] = frozenset(
 
 _DECODE_ERRORS = (
     aiocoap.error.Error,
+    InvalidArgument,
     ValueError,
     struct.error,
     IndexError,
@@ -200,12 +201,15 @@ class TmfMessage:
     options: tuple[tuple[int, bytes], ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mtype", MessageType(self.mtype))
+        try:
+            object.__setattr__(self, "mtype", MessageType(self.mtype))
+        except ValueError as exc:
+            raise InvalidArgument(f"CoAP message type {self.mtype!r} is not 0..3") from exc
         check_uint(self.code, 8, "CoAP code")
         check_uint(self.mid, 16, "message ID")
         object.__setattr__(self, "token", bytes(self.token))
         if len(self.token) > 8:
-            raise ValueError("a CoAP token is at most 8 bytes")
+            raise InvalidArgument("a CoAP token is at most 8 bytes")
         object.__setattr__(self, "uri_path", tuple(self.uri_path))
         object.__setattr__(self, "payload", bytes(self.payload))
         object.__setattr__(self, "options", tuple((n, bytes(v)) for n, v in self.options))
@@ -343,7 +347,7 @@ def tmf_response(
     if request.mtype == MessageType.CON and not separate:
         return TmfMessage(MessageType.ACK, code, request.mid, request.token, (), payload)
     if mid is None:
-        raise ValueError("a separate or NON response needs its own message ID")
+        raise InvalidArgument("a separate or NON response needs its own message ID")
     return TmfMessage(MessageType.NON, code, mid, request.token, (), payload)
 
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol, Self, cast
 
-from gateway.errors import ParseError
+from gateway.errors import InvalidArgument, ParseError
 from gateway.wire.meshcop import (
     ActiveTimestampTlv,
     BorderAgentLocatorTlv,
@@ -96,7 +96,7 @@ def _channel_spec(tlv_type: int, name: str, cls: type[ChannelTlv | WakeupChannel
             return None
         page = getattr(ds, page_name)
         if page == 0 and not 11 <= ch <= 26:
-            raise ValueError(f"{name} {ch} is not a 2.4 GHz channel (11..26)")
+            raise InvalidArgument(f"{name} {ch} is not a 2.4 GHz channel (11..26)")
         return cls(ch, page).value_bytes()
 
     def dec(v: bytes) -> dict[str, Any]:
@@ -170,11 +170,11 @@ class _TlvRecord:
         extras = tuple(self.extra_tlvs)
         for t in extras:
             if not isinstance(t, Tlv):
-                raise ValueError("extra_tlvs holds raw Tlv objects")
+                raise InvalidArgument("extra_tlvs holds raw Tlv objects")
             if t.type in known:
-                raise ValueError(f"TLV type {t.type} has a field of its own; set the field")
+                raise InvalidArgument(f"TLV type {t.type} has a field of its own; set the field")
             if t.type in seen:
-                raise ValueError(f"duplicate extra TLV type {t.type}")
+                raise InvalidArgument(f"duplicate extra TLV type {t.type}")
             seen.add(t.type)
         object.__setattr__(self, "extra_tlvs", extras)
         object.__setattr__(self, "tlv_order", tuple(self.tlv_order))
@@ -206,7 +206,7 @@ class _TlvRecord:
     def to_bytes(self) -> bytes:
         data = encode_tlvs(self.to_tlvs())
         if len(data) > MAX_DATASET_LENGTH:
-            raise ValueError(f"dataset of {len(data)} bytes exceeds {MAX_DATASET_LENGTH}")
+            raise InvalidArgument(f"dataset of {len(data)} bytes exceeds {MAX_DATASET_LENGTH}")
         return data
 
     def to_hex(self) -> str:
@@ -238,7 +238,7 @@ class _TlvRecord:
                 canonical = spec.encode(_Values(decoded))
             except ParseError:
                 raise
-            except (ValueError, TypeError) as exc:
+            except (InvalidArgument, ValueError, TypeError) as exc:
                 raise ParseError(f"dataset TLV type {t.type}: {exc}") from exc
             if canonical != t.value:
                 # e.g. a PAN ID TLV of 3 bytes: refuse rather than silently re-encode differently
@@ -247,7 +247,7 @@ class _TlvRecord:
         try:
             factory = cast("Callable[..., Self]", cls)
             return factory(extra_tlvs=tuple(extras), tlv_order=tuple(t.type for t in raw), **values)
-        except (ValueError, TypeError) as exc:  # pragma: no cover - specs validate first
+        except (InvalidArgument, ValueError, TypeError) as exc:  # pragma: no cover
             raise ParseError(f"invalid dataset: {exc}") from exc
 
     @classmethod
@@ -341,7 +341,7 @@ class OperationalDataset(_TlvRecord):
 
     def __post_init__(self) -> None:
         self._check_extras()
-        # Validate every field by encoding it once (raises ValueError on a bad value).
+        # Validate every field by encoding it once (InvalidArgument on a bad value).
         for spec in self._SPECS:
             spec.encode(self)
 
@@ -457,7 +457,7 @@ def _derive_pskc(passphrase: str, ext_pan_id: bytes, network_name: str) -> bytes
     try:
         from gateway.crypto import thread_keys
     except ImportError as exc:  # pragma: no cover - depends on the crypto package
-        raise ValueError(
+        raise InvalidArgument(
             "PSKc derivation needs gateway.crypto.thread_keys; pass pskc=... instead"
         ) from exc
     pskc: bytes = thread_keys.pskc(passphrase, network_name, ext_pan_id)
@@ -491,11 +491,11 @@ def new_active_dataset(
     """
     r: RandomSource = rng if rng is not None else secrets.SystemRandom()
     if pskc is not None and passphrase is not None:
-        raise ValueError("give pskc or passphrase, not both")
+        raise InvalidArgument("give pskc or passphrase, not both")
     if pan_id is None:
         pan_id = r.randrange(0, 0xFFFF)
     if pan_id == 0xFFFF:
-        raise ValueError("PAN ID 0xFFFF is the broadcast PAN")
+        raise InvalidArgument("PAN ID 0xFFFF is the broadcast PAN")
     if channel is None:
         channel = DEFAULT_CHANNELS[r.randrange(0, len(DEFAULT_CHANNELS))]
     if ext_pan_id is None:

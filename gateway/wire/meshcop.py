@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar, Self
 
-from gateway.errors import ParseError
+from gateway.errors import InvalidArgument, ParseError
 from gateway.wire.tlv import (
     BytesTlv,
     ChannelValueTlv,
@@ -248,9 +248,9 @@ class SecurityPolicy:
         check_uint(self.version_threshold, 3, "version threshold")
         check_uint(self.reserved, 3, "reserved bits")
         if self.flags_length not in (1, 2):
-            raise ValueError("flags_length must be 1 (Thread 1.1) or 2 (Thread 1.2+)")
+            raise InvalidArgument("flags_length must be 1 (Thread 1.1) or 2 (Thread 1.2+)")
         if self.extra and self.flags_length != 2:
-            raise ValueError("extra flag bytes need flags_length 2")
+            raise InvalidArgument("extra flag bytes need flags_length 2")
         object.__setattr__(self, "extra", bytes(self.extra))
 
     def to_bytes(self) -> bytes:
@@ -331,7 +331,7 @@ class ChannelMaskEntry:
     def __post_init__(self) -> None:
         check_uint(self.page, 8, "channel page")
         if len(self.mask) > 0xFF:
-            raise ValueError("a channel mask entry holds at most 255 bytes")
+            raise InvalidArgument("a channel mask entry holds at most 255 bytes")
         object.__setattr__(self, "mask", bytes(self.mask))
 
     @classmethod
@@ -339,7 +339,7 @@ class ChannelMaskEntry:
         buf = bytearray(length)
         for c in channels:
             if not 0 <= c < 8 * length:
-                raise ValueError(f"channel {c} does not fit a {length}-byte mask")
+                raise InvalidArgument(f"channel {c} does not fit a {length}-byte mask")
             buf[c // 8] |= 0x80 >> (c % 8)
         return cls(page, bytes(buf))
 
@@ -562,7 +562,7 @@ class StateTlv(MeshcopTlv):
 
     def __post_init__(self) -> None:
         if isinstance(self.value, bool) or not -128 <= self.value <= 127:
-            raise ValueError("state must be a signed byte")
+            raise InvalidArgument("state must be a signed byte")
 
     def value_bytes(self) -> bytes:
         return bytes((self.value & 0xFF,))
@@ -589,7 +589,7 @@ class JoinerDtlsEncapsulationTlv(MeshcopTlv):
     def __post_init__(self) -> None:
         object.__setattr__(self, "value", bytes(self.value))
         if len(self.value) > 0xFFFF:
-            raise ValueError("encapsulated payload too long")
+            raise InvalidArgument("encapsulated payload too long")
 
     @property
     def wire_extended(self) -> bool:
@@ -715,7 +715,7 @@ class UdpEncapsulationTlv(MeshcopTlv):
         check_uint(self.destination_port, 16, "destination port")
         object.__setattr__(self, "payload", bytes(self.payload))
         if len(self.payload) > 0xFFFF - 4:
-            raise ValueError("encapsulated UDP payload too long")
+            raise InvalidArgument("encapsulated UDP payload too long")
 
     @property
     def wire_extended(self) -> bool:
@@ -790,7 +790,7 @@ class EnergyListTlv(MeshcopTlv):
         object.__setattr__(self, "value", tuple(self.value))
         for v in self.value:
             if isinstance(v, bool) or not -128 <= v <= 127:
-                raise ValueError("energy values are signed bytes")
+                raise InvalidArgument("energy values are signed bytes")
 
     def value_bytes(self) -> bytes:
         return bytes(v & 0xFF for v in self.value)
@@ -944,7 +944,7 @@ class JoinerAdvertisementTlv(MeshcopTlv):
         check_uint(self.oui, 24, "OUI")
         object.__setattr__(self, "adv_data", bytes(self.adv_data))
         if not 1 <= len(self.adv_data) <= 64:
-            raise ValueError("advertisement data must be 1..64 bytes")
+            raise InvalidArgument("advertisement data must be 1..64 bytes")
 
     def value_bytes(self) -> bytes:
         return self.oui.to_bytes(3, "big") + self.adv_data

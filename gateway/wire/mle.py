@@ -36,7 +36,7 @@ from typing import ClassVar, Self, TypeVar
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-from gateway.errors import CryptoError, ParseError
+from gateway.errors import CryptoError, InvalidArgument, ParseError
 from gateway.wire.meshcop import (
     CommissionerUdpPortTlv,
     DiscoveryRequestTlv,
@@ -315,7 +315,7 @@ class RouteEntry:
 
     def __post_init__(self) -> None:
         if not 0 <= self.router_id <= Route64Tlv.MAX_ROUTER_ID:
-            raise ValueError(f"router ID must be 0..{Route64Tlv.MAX_ROUTER_ID}")
+            raise InvalidArgument(f"router ID must be 0..{Route64Tlv.MAX_ROUTER_ID}")
         check_uint(self.link_quality_out, 2, "link quality out")
         check_uint(self.link_quality_in, 2, "link quality in")
         check_uint(self.route_cost, 4, "route cost")
@@ -341,9 +341,9 @@ class Route64Tlv(MleTlv):
         object.__setattr__(self, "entries", tuple(self.entries))
         ids = [e.router_id for e in self.entries]
         if ids != sorted(set(ids)):
-            raise ValueError("route entries must be in ascending, distinct router ID order")
+            raise InvalidArgument("route entries must be in ascending, distinct router ID order")
         if len(ids) > self.MAX_ROUTERS:
-            raise ValueError(f"at most {self.MAX_ROUTERS} routers")
+            raise InvalidArgument(f"at most {self.MAX_ROUTERS} routers")
 
     @property
     def router_ids(self) -> tuple[int, ...]:
@@ -478,7 +478,7 @@ class ConnectivityTlv(MleTlv):
 
     def __post_init__(self) -> None:
         if not -2 <= self.parent_priority <= 1:
-            raise ValueError("parent priority must be -2..1")
+            raise InvalidArgument("parent priority must be -2..1")
         for name in (
             "link_quality_3",
             "link_quality_2",
@@ -489,7 +489,7 @@ class ConnectivityTlv(MleTlv):
         ):
             check_uint(getattr(self, name), 8, name)
         if (self.sed_buffer_size is None) != (self.sed_datagram_count is None):
-            raise ValueError("SED buffer size and datagram count come as a pair")
+            raise InvalidArgument("SED buffer size and datagram count come as a pair")
         if self.sed_buffer_size is not None and self.sed_datagram_count is not None:
             check_uint(self.sed_buffer_size, 16, "SED buffer size")
             check_uint(self.sed_datagram_count, 8, "SED datagram count")
@@ -557,11 +557,11 @@ class AddressRegistrationEntry:
         object.__setattr__(self, "address", bytes(self.address))
         if self.context_id is None:
             if len(self.address) != 16:
-                raise ValueError("an uncompressed entry holds a 16-byte address")
+                raise InvalidArgument("an uncompressed entry holds a 16-byte address")
         else:
             check_uint(self.context_id, 4, "context ID")
             if len(self.address) != 8:
-                raise ValueError("a compressed entry holds an 8-byte IID")
+                raise InvalidArgument("a compressed entry holds an 8-byte IID")
 
     def to_bytes(self) -> bytes:
         if self.context_id is None:
@@ -787,9 +787,18 @@ def _addr(a: AddressLike) -> bytes:
         return a.packed
     if isinstance(a, bytes):
         if len(a) != 16:
-            raise ValueError("an IPv6 address is 16 bytes")
+            raise InvalidArgument("an IPv6 address is 16 bytes")
         return a
-    return ipaddress.IPv6Address(a).packed
+    try:
+        return ipaddress.IPv6Address(a).packed
+    except ValueError as exc:
+        raise InvalidArgument("not an IPv6 address") from exc
+
+
+def _ccm(mle_key: bytes) -> AESCCM:
+    if len(mle_key) != 16:
+        raise InvalidArgument("an MLE key is 16 bytes")
+    return AESCCM(bytes(mle_key), tag_length=MIC_LENGTH)
 
 
 def mle_nonce(source: AddressLike, frame_counter: int) -> bytes:
@@ -813,7 +822,7 @@ class SecuredMleFrame:
         malformed plaintext."""
         aad = _addr(source) + _addr(destination) + self.aux.to_bytes()
         try:
-            plain = AESCCM(mle_key, tag_length=MIC_LENGTH).decrypt(
+            plain = _ccm(mle_key).decrypt(
                 mle_nonce(source, self.aux.frame_counter), self.ciphertext + self.mic, aad
             )
         except InvalidTag as exc:
@@ -835,9 +844,7 @@ def encode_secured(
     aux = AuxSecurityHeader(frame_counter, key_sequence)
     header = aux.to_bytes()
     aad = _addr(source) + _addr(destination) + header
-    sealed = AESCCM(mle_key, tag_length=MIC_LENGTH).encrypt(
-        mle_nonce(source, frame_counter), message.payload(), aad
-    )
+    sealed = _ccm(mle_key).encrypt(mle_nonce(source, frame_counter), message.payload(), aad)
     return b"\x00" + header + sealed
 
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Self, TypeVar
 
-from gateway.errors import ParseError
+from gateway.errors import InvalidArgument, ParseError
 
 __all__ = [
     "BytesTlv",
@@ -75,14 +75,16 @@ class Tlv:
 
     def __post_init__(self) -> None:
         if not 0 <= self.type <= 0xFF:
-            raise ValueError(f"TLV type {self.type} out of range 0..255")
+            raise InvalidArgument(f"TLV type {self.type} out of range 0..255")
         raw: object = self.value
         if not isinstance(raw, bytes):
             if not isinstance(raw, bytearray | memoryview):
-                raise ValueError("TLV value must be bytes")
+                raise InvalidArgument("TLV value must be bytes")
             object.__setattr__(self, "value", bytes(raw))
         if len(self.value) > MAX_EXTENDED_LENGTH:
-            raise ValueError(f"TLV value of {len(self.value)} bytes exceeds {MAX_EXTENDED_LENGTH}")
+            raise InvalidArgument(
+                f"TLV value of {len(self.value)} bytes exceeds {MAX_EXTENDED_LENGTH}"
+            )
 
     def __repr__(self) -> str:
         ext = ", extended" if self.is_extended else ""
@@ -172,7 +174,8 @@ class TypedTlv:
 
     A subclass is a frozen dataclass with a ``TYPE`` and the two halves of its value codec:
     :meth:`value_bytes` and :meth:`from_value`. ``from_value`` raises :class:`ParseError` on a
-    malformed value; the dataclass constructors raise :class:`ValueError` on out-of-range fields.
+    malformed value; the dataclass constructors raise
+    :class:`~gateway.errors.InvalidArgument` on out-of-range fields.
     """
 
     __slots__ = ()
@@ -205,7 +208,7 @@ class TypedTlv:
             return cls._from_tlv(tlv)
         except ParseError:
             raise
-        except (ValueError, TypeError, IndexError, OverflowError) as exc:
+        except (InvalidArgument, ValueError, TypeError, IndexError, OverflowError) as exc:
             raise ParseError(f"malformed {cls.__name__}: {exc}") from exc
 
     @classmethod
@@ -221,7 +224,7 @@ def typed_registry(*classes: type[TypedTlv]) -> dict[int, type[TypedTlv]]:
     reg: dict[int, type[TypedTlv]] = {}
     for cls in classes:
         if cls.TYPE in reg:
-            raise ValueError(f"two classes for TLV type {cls.TYPE}")
+            raise InvalidArgument(f"two classes for TLV type {cls.TYPE}")
         reg[cls.TYPE] = cls
     return reg
 
@@ -261,15 +264,15 @@ def need(value: bytes, size: int, name: str) -> None:
 
 def check_uint(v: int, bits: int, name: str) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < (1 << bits):
-        raise ValueError(f"{name} must be an integer in 0..{(1 << bits) - 1}")
+        raise InvalidArgument(f"{name} must be an integer in 0..{(1 << bits) - 1}")
 
 
 def check_bytes(v: bytes, size: int, name: str) -> bytes:
     if not isinstance(v, bytes | bytearray | memoryview):
-        raise ValueError(f"{name} must be bytes")
+        raise InvalidArgument(f"{name} must be bytes")
     b = bytes(v)
     if len(b) != size:
-        raise ValueError(f"{name} must be {size} bytes, got {len(b)}")
+        raise InvalidArgument(f"{name} must be {size} bytes, got {len(b)}")
     return b
 
 
@@ -376,10 +379,10 @@ class StringTlv(TypedTlv):
 
     def __post_init__(self) -> None:
         if not isinstance(self.value, str):
-            raise ValueError(f"{type(self).__name__} must be a str")
+            raise InvalidArgument(f"{type(self).__name__} must be a str")
         n = len(self.value.encode("utf-8"))
         if n < self.MIN_LENGTH or (self.MAX_LENGTH is not None and n > self.MAX_LENGTH):
-            raise ValueError(
+            raise InvalidArgument(
                 f"{type(self).__name__} must be {self.MIN_LENGTH}..{self.MAX_LENGTH} UTF-8 bytes"
             )
 
@@ -401,10 +404,10 @@ class BytesTlv(TypedTlv):
 
     def __post_init__(self) -> None:
         if not isinstance(self.value, bytes | bytearray | memoryview):
-            raise ValueError(f"{type(self).__name__} must be bytes")
+            raise InvalidArgument(f"{type(self).__name__} must be bytes")
         b = bytes(self.value)
         if len(b) < self.MIN_LENGTH or (self.MAX_LENGTH is not None and len(b) > self.MAX_LENGTH):
-            raise ValueError(
+            raise InvalidArgument(
                 f"{type(self).__name__} must be {self.MIN_LENGTH}..{self.MAX_LENGTH} bytes"
             )
         object.__setattr__(self, "value", b)
@@ -431,12 +434,15 @@ class Ipv6AddressValueTlv(TypedTlv):
         v: object = self.value
         if isinstance(v, bytes | bytearray):
             if len(v) != 16:
-                raise ValueError(f"{type(self).__name__} must be 16 bytes")
+                raise InvalidArgument(f"{type(self).__name__} must be 16 bytes")
             v = ipaddress.IPv6Address(bytes(v))
         elif isinstance(v, str):
-            v = ipaddress.IPv6Address(v)
+            try:
+                v = ipaddress.IPv6Address(v)
+            except ValueError as exc:
+                raise InvalidArgument(f"{type(self).__name__}: not an IPv6 address") from exc
         if not isinstance(v, ipaddress.IPv6Address):
-            raise ValueError(f"{type(self).__name__} must be an IPv6 address")
+            raise InvalidArgument(f"{type(self).__name__} must be an IPv6 address")
         object.__setattr__(self, "value", v)
 
     def value_bytes(self) -> bytes:

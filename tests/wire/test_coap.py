@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import ParseError
+from gateway.errors import InvalidArgument, ParseError
 from gateway.wire import meshcop as mc
 from gateway.wire.coap import (
     COMMISSIONING_URIS,
@@ -71,7 +71,7 @@ def test_piggybacked_and_separate_responses() -> None:
     assert empty_ack(req).to_bytes() == bytes.fromhex("60000009")
     sep = tmf_response(req, [mc.StateTlv(1)], separate=True, mid=77)
     assert (sep.mtype, sep.mid, sep.token) == (MessageType.NON, 77, b"\x01\x02")
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         tmf_response(req, separate=True)
     non = tmf_request(TmfUri.RLY_RX, [], mid=1, token=b"", confirmable=False)
     assert tmf_response(non, mid=2).mtype == MessageType.NON

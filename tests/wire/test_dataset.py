@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import ParseError
+from gateway.errors import InvalidArgument, ParseError
 from gateway.wire import meshcop as mc
 from gateway.wire.dataset import (
     ActiveDataset,
@@ -190,13 +190,13 @@ def test_repr_redacts_keys() -> None:
 
 
 def test_dataset_field_validation() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         ActiveDataset(channel=5)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         ActiveDataset(network_key=bytes(15))
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         ActiveDataset(extra_tlvs=(Tlv(1, b"\x00\x01"),))  # PAN ID has a field of its own
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         ActiveDataset(extra_tlvs=(Tlv(200, b""), Tlv(200, b"")))
     assert ActiveDataset(channel=5, channel_page=2).channel == 5
     assert ActiveDataset().missing() == ActiveDataset.REQUIRED
@@ -234,9 +234,9 @@ def test_new_active_dataset_randomness() -> None:
     for seed in range(300):
         ds = new_active_dataset(random.Random(seed))
         assert ds.pan_id != 0xFFFF
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         new_active_dataset(pan_id=0xFFFF)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         new_active_dataset(pskc=bytes(16), passphrase="123456")
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import ParseError
+from gateway.errors import InvalidArgument, ParseError
 from gateway.wire import meshcop as mc
 from gateway.wire.coap import TmfUri, tmf_request
 from gateway.wire.meshcop import (
@@ -127,7 +127,7 @@ def test_timestamp_layout_and_order() -> None:
     assert t.to_bytes() == bytes.fromhex("000102030405ffff")
     assert Timestamp.from_bytes(t.to_bytes()) == t
     assert Timestamp(1) < Timestamp(1, 1) < Timestamp(1, 1, True) < Timestamp(2)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         Timestamp(1 << 48)
 
 
@@ -590,19 +590,19 @@ def test_fuzz_each_value(tlv_type: int, value: bytes) -> None:
 
 
 def test_constructor_validation() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         mc.PanIdTlv(0x10000)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         mc.PanIdTlv(True)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         mc.NetworkKeyTlv(bytes(15))
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         mc.NetworkNameTlv("x" * 17)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         mc.StateTlv(200)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         SecurityPolicy(flags_length=3)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         mc.ChannelMaskEntry.from_channels([40])
     assert mc.Ipv6AddressTlv("fd00::1").value == ipaddress.IPv6Address("fd00::1")  # type: ignore[arg-type]
     assert mc.MeshLocalPrefixTlv(README_MLP).network == ipaddress.IPv6Network(

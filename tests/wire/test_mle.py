@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from drivers.fcs import append_fcs, fcs_ok
 from drivers.pcap import PcapWriter
-from gateway.errors import CryptoError, ParseError
+from gateway.errors import CryptoError, InvalidArgument, ParseError
 from gateway.wire import meshcop as mc
 from gateway.wire import mle
 from gateway.wire.meshcop import Timestamp
@@ -537,7 +537,7 @@ def test_tlv_semantics() -> None:
         mle.Route64Tlv.from_value(bytes.fromhex("05000000000000000100"))
     with pytest.raises(ParseError):  # route byte missing
         mle.Route64Tlv.from_value(bytes.fromhex("05c000000000000000e1"))
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         mle.Route64Tlv(1, (mle.RouteEntry(5), mle.RouteEntry(2)))
     c = mle.ConnectivityTlv.from_value(bytes.fromhex("c0 01 02 03 04 05 06"))
     assert c.parent_priority == -1 and c.sed_buffer_size is None

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import ParseError
+from gateway.errors import InvalidArgument, ParseError
 from gateway.wire.tlv import (
     MAX_BASE_LENGTH,
     Tlv,
@@ -74,11 +74,11 @@ def test_repr_never_shows_the_value() -> None:
 
 
 def test_invalid_construction() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         Tlv(256, b"")
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         Tlv(-1, b"")
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         Tlv(1, bytes(0x10000))
     assert Tlv(1, bytearray(b"ab")).value == b"ab"  # type: ignore[arg-type]
 
