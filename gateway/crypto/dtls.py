@@ -157,6 +157,7 @@ _KEY_LEN: Final[int] = 16
 _IV_LEN: Final[int] = 4
 _RANDOM_LEN: Final[int] = 32
 _MAX_CLIENT_HELLO_SEQ: Final[int] = 255
+_MAX_CLIENT_HELLO_RECORD_SEQ: Final[int] = 1 << 32
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -637,7 +638,11 @@ class _DtlsConnection:
             )
             return
         self._timeout = min(2 * self._timeout, self._config.retransmit_max)
-        self._transmit_flight(now)
+        try:
+            self._transmit_flight(now)
+        except _Abort as abort:  # pragma: no cover - only at 2**48 records
+            self._end_failed(abort.error, None)
+            return
         self._deadline = now + self._timeout
 
     def receive_datagram(self, data: bytes, now: float) -> None:
@@ -670,7 +675,12 @@ class _DtlsConnection:
                 f"application data of {len(data)} bytes exceeds the record limit of "
                 f"{self._config.max_application_data}"
             )
-        self._out.append(self._record(CONTENT_APPLICATION_DATA, self._write_epoch, bytes(data)))
+        try:
+            record = self._record(CONTENT_APPLICATION_DATA, self._write_epoch, bytes(data))
+        except _Abort as abort:  # pragma: no cover - only at 2**48 records
+            self._end_failed(abort.error, None)
+            raise abort.error from None
+        self._out.append(record)
 
     def close(self) -> None:
         """Send close_notify and end the session (no-op if it has already ended)."""
@@ -967,7 +977,10 @@ class _DtlsConnection:
 
     def _end_failed(self, error: DtlsError, alert: int | None) -> None:
         if alert is not None:
-            self._send_alert(ALERT_LEVEL_FATAL, alert)
+            try:
+                self._send_alert(ALERT_LEVEL_FATAL, alert)
+            except _Abort:  # pragma: no cover - sequence numbers exhausted: say nothing
+                pass
         self._end(DtlsState.FAILED)
         self._events.append(ConnectionFailed(error))
 
@@ -1239,6 +1252,8 @@ class DtlsServer(_DtlsConnection):
             cookie = self._cookies.make(self._transport_id, hello, now)
             self._out.append(_hello_verify_datagram(cookie, frag.message_seq, rec.sequence_number))
             return
+        if rec.sequence_number > _MAX_CLIENT_HELLO_RECORD_SEQ:
+            return  # a real client starts at record 0; do not inherit an exhausted space
         # Like Mbed TLS: continue the client's record and message sequence numbers.
         self._write[0].next_seq = rec.sequence_number
         self._next_send_seq = frag.message_seq

@@ -415,6 +415,25 @@ def test_server_answers_every_cookieless_hello_without_state() -> None:
     assert server.state is DtlsState.HANDSHAKING and server.next_timeout() is None
 
 
+def test_server_ignores_client_hello_at_absurd_record_number() -> None:
+    """Mbed TLS continues the client's record numbers; a hostile client must not make us start
+    next to the end of the 48-bit space."""
+    client, server = make_pair()
+    client.start(0.0)
+    (ch1,) = client.datagrams_to_send()
+    server.receive_datagram(ch1, 0.0)
+    for d in server.datagrams_to_send():
+        client.receive_datagram(d, 0.0)
+    (ch2,) = client.datagrams_to_send()
+    (rec,) = parse_datagram(ch2)
+    hostile = DtlsRecord(rec.content_type, rec.version, 0, (1 << 48) - 1, rec.fragment)
+    server.receive_datagram(hostile.to_bytes(), 0.0)
+    assert not server.datagrams_to_send() and server.next_timeout() is None
+    server.receive_datagram(ch2, 0.0)  # the genuine one still works
+    shuttle(client, server, Trace(), 0.0)
+    assert client.is_connected and server.is_connected
+
+
 def test_client_follows_a_second_hello_verify_request() -> None:
     """A server whose secret rotated answers the cookie-carrying ClientHello with a new HVR."""
     client, server = make_pair()
