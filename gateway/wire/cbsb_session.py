@@ -706,6 +706,8 @@ class GatewaySession:
 
     def beacon_bytes(self, now: float) -> bytes:
         """The current epoch's beacon (M0). Constant for the epoch."""
+        if self.state == SessionState.CLOSED:
+            raise ValueError("the session is closed")
         epoch = self.epoch_at(now)
         m0 = self._m0.get(epoch)
         if m0 is None:
@@ -789,7 +791,12 @@ class GatewaySession:
         return out
 
     def handle_frame(self, now: float, src: bytes | None, payload: bytes) -> list[Output]:
-        """A received MAC payload from MAC source ``src`` (extended address, or None)."""
+        """A received MAC payload from MAC source ``src``.
+
+        ``src`` is the source address as the shell will use it for ``Send.dst`` (the extended
+        address in the same big-endian EUI-64 byte order as ``gw_id``), or None when the frame had
+        none; answers to a None source go out as broadcasts (they are sealed anyway).
+        """
         out: list[Output] = []
         if self.state == SessionState.CLOSED:
             return out
@@ -1388,6 +1395,8 @@ class ThingJoin:
         return out
 
     def handle_frame(self, now: float, src: bytes | None, payload: bytes) -> list[Output]:
+        """A received MAC payload; ``src`` as for :meth:`GatewaySession.handle_frame` (a beacon
+        whose MAC source differs from its ``gw_id`` is ignored)."""
         out: list[Output] = []
         if self.state in (ThingState.IDLE, ThingState.COMMITTED, ThingState.FAILED):
             return out
