@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import ClassVar, TypeAlias, TypeVar
 
-from gateway.errors import ParseError
+from gateway.errors import InvalidArgument, ParseError
 
 __all__ = [
     "ABORT_CODES",
@@ -37,6 +37,7 @@ __all__ = [
     "Beacon",
     "BeaconFlags",
     "BeaconRequest",
+    "CbsbInvalidArgument",
     "CbsbUnsupportedVersion",
     "ConfirmBody",
     "Delivery",
@@ -98,6 +99,12 @@ class CbsbUnsupportedVersion(ParseError):
     def __init__(self, version: int) -> None:
         super().__init__(f"unsupported CBSB version {version}")
         self.version = version
+
+
+class CbsbInvalidArgument(InvalidArgument, ValueError):
+    """A CBSB value that cannot be encoded (a programming error on the sending side)."""
+
+    code = "CBSB002"
 
 
 class MsgType(IntEnum):
@@ -236,7 +243,7 @@ class _Reader:
 
 def _require(cond: bool, msg: str) -> None:
     if not cond:
-        raise ValueError(msg)
+        raise CbsbInvalidArgument(msg)
 
 
 def _bytes_of(value: object, length: int, name: str) -> None:
@@ -975,7 +982,7 @@ class Delivery:
             try:
                 _check_meshcop(self.thread_dataset)
             except ParseError as exc:
-                raise ValueError(str(exc)) from None
+                raise CbsbInvalidArgument(str(exc)) from None
         if self.key_sequence is not None:
             _uint(self.key_sequence, 32, "key_sequence")
         seen = set()
@@ -1055,16 +1062,16 @@ def delivery_chunk_capacity(max_payload: int = MAX_UNICAST_PAYLOAD) -> int:
 
 
 def split_delivery(payload: bytes, first_capacity: int, capacity: int) -> list[bytes]:
-    """Chunk 0 (for M2) then Delivery chunks; raises ValueError past :data:`MAX_CHUNKS`."""
+    """Chunk 0 (for M2) then Delivery chunks; raises CbsbInvalidArgument past :data:`MAX_CHUNKS`."""
     if capacity < 1 or first_capacity < 0:
-        raise ValueError("chunk capacities must be positive")
+        raise CbsbInvalidArgument("chunk capacities must be positive")
     if not 2 <= len(payload) <= MAX_DELIVERY_LEN:
-        raise ValueError("delivery length out of range")
+        raise CbsbInvalidArgument("delivery length out of range")
     chunks = [payload[:first_capacity]]
     rest = payload[first_capacity:]
     while rest:
         chunks.append(rest[:capacity])
         rest = rest[capacity:]
     if len(chunks) > MAX_CHUNKS:
-        raise ValueError("delivery needs more than 16 chunks at this frame size")
+        raise CbsbInvalidArgument("delivery needs more than 16 chunks at this frame size")
     return chunks

@@ -61,6 +61,7 @@ from gateway.wire.cbsb import (
     Beacon,
     BeaconFlags,
     BeaconRequest,
+    CbsbInvalidArgument,
     CbsbUnsupportedVersion,
     ConfirmBody,
     Delivery,
@@ -544,8 +545,14 @@ class GatewayConfig:
 
     def __post_init__(self) -> None:
         if len(self.gw_id) != 8:
-            raise ValueError("gw_id must be the 8-byte EUI-64")
+            raise CbsbInvalidArgument("gw_id must be the 8-byte EUI-64")
         Delivery.from_bytes(self.delivery)  # raises ParseError on a bad delivery payload
+        # It must fit the chunk budget at this frame size, with the PFS profile's smaller M2.
+        split_delivery(
+            self.delivery,
+            m2_first_chunk_capacity(self.limits.max_payload, pfs=True),
+            delivery_chunk_capacity(self.limits.max_payload),
+        )
 
 
 @dataclass(frozen=True)
@@ -631,14 +638,14 @@ class GatewaySession:
     ) -> None:
         lim = config.limits
         if len(grant.sid) != 16:
-            raise ValueError("sid must be 16 bytes")
+            raise CbsbInvalidArgument("sid must be 16 bytes")
         if not 0 < grant.window_s <= lim.epoch_s * 0xFFFF:
-            raise ValueError("window out of range")
+            raise CbsbInvalidArgument("window out of range")
         if len(grant.psks) > lim.max_allowed:
-            raise ValueError("allow-list larger than the configured bound")
+            raise CbsbInvalidArgument("allow-list larger than the configured bound")
         targeted = bool(grant.mode & BeaconFlags.TARGETED)
         if targeted and not grant.psks:
-            raise ValueError("a targeted session needs at least one device")
+            raise CbsbInvalidArgument("a targeted session needs at least one device")
         self.config = config
         self.limits = lim
         self.sid = grant.sid
@@ -707,7 +714,7 @@ class GatewaySession:
     def beacon_bytes(self, now: float) -> bytes:
         """The current epoch's beacon (M0). Constant for the epoch."""
         if self.state == SessionState.CLOSED:
-            raise ValueError("the session is closed")
+            raise CbsbInvalidArgument("the session is closed")
         epoch = self.epoch_at(now)
         m0 = self._m0.get(epoch)
         if m0 is None:
@@ -1221,7 +1228,7 @@ class ThingIdentity:
 
     def __post_init__(self) -> None:
         if len(self.dev_id) != 8 or len(self.k_dev) != 32:
-            raise ValueError("dev_id must be 8 bytes and K_dev 32 bytes")
+            raise CbsbInvalidArgument("dev_id must be 8 bytes and K_dev 32 bytes")
 
 
 @dataclass(frozen=True)
@@ -1298,7 +1305,7 @@ class ThingJoin:
         jitter: random.Random | None = None,
     ) -> None:
         if not channels or any(not 11 <= c <= 26 for c in channels):
-            raise ValueError("channels must be 2.4 GHz channels 11..26")
+            raise CbsbInvalidArgument("channels must be 2.4 GHz channels 11..26")
         self.identity = identity
         self.timers = timers or ThingTimers()
         self.channels = channels

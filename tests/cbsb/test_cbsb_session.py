@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.crypto import cbsb_keys as k
-from gateway.errors import CryptoError, ParseError
+from gateway.errors import CryptoError, InvalidArgument, ParseError
 from gateway.wire.cbsb import (
     Beacon,
     BeaconFlags,
@@ -769,4 +769,8 @@ def test_grant_bounds() -> None:
         session([])  # targeted without devices
     with pytest.raises(ParseError):
         GatewayConfig(GW_ID, CHANNEL, 1, b"\x01\x02")
+    with pytest.raises(InvalidArgument):  # the delivery would need more than 16 chunks
+        GatewayConfig(GW_ID, CHANNEL, 1, DELIVERY, GatewayLimits(max_payload=24))
+    with pytest.raises(InvalidArgument):
+        ThingIdentity(bytes(7), bytes(32))
     assert replace(GatewayLimits(), max_joins=20).max_joins == 20
