@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import os
 from collections.abc import AsyncIterator
@@ -28,8 +29,14 @@ async def _no_leaked_tasks() -> AsyncIterator[None]:
     yield
     current = asyncio.current_task()
     leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    if not leaked:
+        return
+    stacks = []
     for t in leaked:
+        buf = io.StringIO()
+        t.print_stack(file=buf)
+        stacks.append(buf.getvalue())
         t.cancel()
-    if leaked:
-        await asyncio.gather(*leaked, return_exceptions=True)
-        pytest.fail(f"test leaked {len(leaked)} task(s): {[t.get_coro() for t in leaked]}")
+    _done, pending = await asyncio.wait(leaked, timeout=5)
+    note = f" ({len(pending)} ignored cancellation)" if pending else ""
+    pytest.fail(f"test leaked {len(leaked)} task(s){note}:\n" + "\n".join(stacks))

@@ -116,6 +116,7 @@ class At86rf233Radio(Radio):
         self._mode = asyncio.Lock()
         self._irq_wake = asyncio.Event()
         self._tx_future: asyncio.Future[None] | None = None
+        self._tx_edge: asyncio.Future[None] | None = None
         self._ed_future: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._info: RadioInfo | None = None
@@ -129,6 +130,8 @@ class At86rf233Radio(Radio):
         self._xah_current = 0
         self._recovery_gen = 0
         self._dedupe_next = False
+        self._tx_queued = 0
+        self._left_in_tx = False
         self._suspect_event = asyncio.Event()
         self._last_rx: tuple[bytes, int, int] | None = None
 
@@ -275,17 +278,17 @@ class At86rf233Radio(Radio):
         """Command a state and poll until the chip reports it (Linux's state-change engine)."""
         cmd = {State.TRX_OFF: Cmd.TRX_OFF, State.PLL_ON: Cmd.PLL_ON, State.RX_ON: Cmd.RX_ON,
                State.RX_AACK_ON: Cmd.RX_AACK_ON, State.TX_ARET_ON: Cmd.TX_ARET_ON}[target]  # fmt: skip
-        start = await self._state()
+        # with SPI_CMD_MODE=1 the first byte answering the command is the state it found
+        start = (await self._xfer(bytes((regs.CMD_REG_WRITE | Reg.TRX_STATE, cmd))))[0] & 0x1F
         if start == target:
             return
-        if start == State.IN_PROGRESS:
+        if start == State.IN_PROGRESS:  # commands are ignored during a transition: repeat it
             await self._wait_state_not(State.IN_PROGRESS, timeout_s)
-            start = await self._state()
+            start = (await self._xfer(bytes((regs.CMD_REG_WRITE | Reg.TRX_STATE, cmd))))[0] & 0x1F
             if start == target:
                 return
         # BUSY_* states defer a non-forced command until the frame (+ ACK) is over
         busy = start in (State.BUSY_RX, State.BUSY_RX_AACK, State.BUSY_TX, State.BUSY_TX_ARET)
-        await self._write(Reg.TRX_STATE, cmd)
         deadline = time.monotonic() + timeout_s + (0.006 if busy else 0.0)
         while True:
             st = await self._state()
@@ -478,6 +481,8 @@ class At86rf233Radio(Radio):
             n = 0
         self._counters.irq_edges += n
         self._irq_wake.set()
+        if self._tx_edge is not None and not self._tx_edge.done():
+            self._tx_edge.set_result(None)  # the transmit path reads IRQ_STATUS itself
 
     async def _irq_loop(self) -> None:
         while True:
@@ -528,8 +533,9 @@ class At86rf233Radio(Radio):
         if status & Irq.CCA_ED_DONE and self._ed_future is not None and not self._ed_future.done():
             self._ed_future.set_result(None)
         if status & Irq.TRX_END:
-            if self._tx_future is not None and not self._tx_future.done():
-                self._tx_future.set_result(None)
+            if self._tx_future is not None:  # a transmission is in flight: its TRX_END
+                if not self._tx_future.done():
+                    self._tx_future.set_result(None)
             else:
                 await self._read_frame()
 
@@ -581,8 +587,10 @@ class At86rf233Radio(Radio):
     async def _health_loop(self) -> None:
         """Catch what no IRQ reports: a lost edge, a chip that reset itself, a stuck state."""
         while True:
+            # asyncio.timeout, not wait_for: wait_for can swallow a cancellation in 3.11
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._suspect_event.wait(), HEALTH_PERIOD_S)
+                async with asyncio.timeout(HEALTH_PERIOD_S):
+                    await self._suspect_event.wait()
             self._suspect_event.clear()
             if self._asleep or self._mode.locked() or self._fatal is not None:
                 continue
@@ -739,8 +747,14 @@ class At86rf233Radio(Radio):
         self._check_usable()
         if self._asleep:
             raise InvalidArgument("the radio is asleep; wake it first")
-        async with self._mode:
-            result = await self._guarded(lambda: self._tx_once(frame, csma, retries, basic))
+        self._tx_queued += 1
+        try:
+            async with self._mode:
+                result = await self._guarded(lambda: self._tx_once(frame, csma, retries, basic))
+        finally:
+            self._tx_queued -= 1
+            if self._tx_queued == 0 and self._left_in_tx and not self._closed:
+                self._spawn(self._back_to_listen(), "listen")  # a queued transmit was cancelled
         c = self._counters
         c.tx_frames += 1
         c.tx_frame_retries += result.frame_retries
@@ -792,21 +806,43 @@ class At86rf233Radio(Radio):
                 if trac not in _TRAC_TO_STATUS:
                     raise _ChipFault("spi", f"TX_ARET ended with TRAC_STATUS {trac}")
                 status = _TRAC_TO_STATUS[Trac(trac)]
-            await self._set_state(State.PLL_ON)
-            await self._set_state(self._listen_state)
+            self._left_in_tx = self._tx_queued > 1  # back-to-back frames stay in the TX state
+            if not self._left_in_tx:
+                await self._set_state(self._listen_state)
         return TxResult(status, frame_retries, csma_retries, time.monotonic_ns())
+
+    async def _back_to_listen(self) -> None:
+        async with self._mode:
+            if self._left_in_tx and self._tx_queued == 0 and self._fatal is None:
+                self._left_in_tx = False
+                with contextlib.suppress(RadioNotResponding, RadioTransientError):
+                    await self._guarded(self._listen_op)
+
+    async def _listen_op(self) -> None:
+        async with self._op:
+            await self._set_state(self._listen_state)
 
     async def _wait_tx(self, airtime_s: float) -> None:
         fut = self._tx_future
         assert fut is not None
         deadline = time.monotonic() + TX_HARD_LIMIT_S
         wait = airtime_s + TX_POLL_S
+        loop = asyncio.get_running_loop()
         while True:
-            try:
-                await asyncio.wait_for(asyncio.shield(fut), wait)
+            self._tx_edge = loop.create_future()
+            done, _ = await asyncio.wait(
+                (fut, self._tx_edge), timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+            if self._tx_edge in done and not fut.done():
+                async with self._op:  # an IRQ edge: read IRQ_STATUS here, one task hop sooner
+                    if not fut.done():
+                        await self._service_irq()
+            if fut.done():
+                self._tx_edge = None
+                fut.result()  # raises when a recovery or close ended the transmission
                 return
-            except TimeoutError:
-                pass
+            if done:
+                continue
             # no TRX_END edge yet: look at the chip directly (a lost IRQ edge, or a reset)
             async with self._op:
                 if not fut.done():
@@ -877,10 +913,10 @@ class At86rf233Radio(Radio):
             async with self._op:
                 await self._write(Reg.PHY_ED_LEVEL, 0)
             try:
-                await asyncio.wait_for(asyncio.shield(self._ed_future), 0.05)
-            except TimeoutError:
-                # lost CCA_ED_DONE edge: the value is there all the same after 140 µs
-                self._counters.irq_lost_recovered += 1
+                done, _ = await asyncio.wait((self._ed_future,), timeout=0.05)
+                if not done:
+                    # lost CCA_ED_DONE edge: the value is there all the same after 140 µs
+                    self._counters.irq_lost_recovered += 1
             finally:
                 self._ed_future = None
             async with self._op:

@@ -47,6 +47,7 @@ from drivers.mac_header import (
 
 US = 1_000
 MS = 1_000_000
+SPIN_NS = 150 * US
 
 ACTIVE_RX = (State.RX_ON, State.RX_AACK_ON)
 PLL_STATES = (State.PLL_ON, State.RX_ON, State.RX_AACK_ON, State.TX_ARET_ON)
@@ -505,9 +506,10 @@ class At86rf233Emulator:
             psdu = psdu[:-2] + fcs(psdu[:-2])
         return psdu
 
-    def _radiate(self, psdu: bytes) -> int:
-        """Put ``psdu`` on the air now; returns when it ends (ns)."""
-        now = self._now()
+    def _radiate(self, psdu: bytes, at_ns: int | None = None) -> int:
+        """Put ``psdu`` on the air (physically from ``at_ns``, default now); returns when it
+        ends (ns). The datagram leaves when the thread gets here; the timeline stays physical."""
+        now = self._now() if at_ns is None else at_ns
         dur = regs.airtime_us(len(psdu)) * US
         ch = self._channel()
         self._energy.append(_OnAir(ch, now, now + dur, 0.0))  # own energy (ignored by CCA)
@@ -528,7 +530,7 @@ class At86rf233Emulator:
         def go() -> None:
             if gen != self._tx_gen:
                 return
-            end = self._radiate(psdu)
+            end = self._radiate(psdu, start)
             self._schedule(end, done)
 
         def done() -> None:
@@ -833,10 +835,16 @@ class At86rf233Emulator:
         while not self._closing:
             with self._lock:
                 timeout = None
+                due = None
                 if self._timers:
-                    timeout = max(0.0, (self._timers[0][0] - self._now()) / 1e9)
+                    due = self._timers[0][0]
+                    # wake early and spin the last stretch: select() has ~50-100 µs of slack
+                    timeout = max(0.0, (due - self._now() - SPIN_NS) / 1e9)
             try:
                 ready, _, _ = select.select(fds, [], [], timeout)
+                if due is not None and not ready:
+                    while self._now() < due:
+                        pass
             except (OSError, ValueError):
                 return  # descriptors closed under us: the chip is being closed
             if self._wake_r in ready:
