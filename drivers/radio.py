@@ -137,6 +137,11 @@ class Radio(abc.ABC):
     @abc.abstractmethod
     def channel(self) -> int: ...
 
+    @property
+    def healthy(self) -> bool:
+        """False once the radio failed beyond recovery (the owner should restart)."""
+        return True
+
     @abc.abstractmethod
     async def set_channel(self, channel: int) -> None: ...
 

@@ -152,6 +152,10 @@ class At86rf233Radio(Radio):
         return self._cfg.channel
 
     @property
+    def healthy(self) -> bool:
+        return self._opened and not self._closed and self._fatal is None
+
+    @property
     def tx_power_dbm(self) -> float:
         return regs.TX_POWER_DBM[self._cfg.tx_power_index]
 

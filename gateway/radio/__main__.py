@@ -1,0 +1,3 @@
+from gateway.radio.service import main
+
+main()

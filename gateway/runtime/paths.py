@@ -1,0 +1,38 @@
+"""Where the gateway keeps things (DESIGN §5), with the environment overrides tests and the demo
+use to run unprivileged in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_CONFIG = Path("/etc/gateway/gateway.toml")
+DEFAULT_STATE_DIR = Path("/var/lib/gateway")
+DEFAULT_RUNTIME_DIR = Path("/run/gateway")
+SERVICES = ("radio", "border-router", "group-owner")
+
+
+@dataclass(frozen=True)
+class Paths:
+    config: Path
+    state_dir: Path
+    runtime_dir: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        return cls(
+            config=Path(os.environ.get("GATEWAY_CONFIG", DEFAULT_CONFIG)),
+            state_dir=Path(os.environ.get("GATEWAY_STATE_DIR", DEFAULT_STATE_DIR)),
+            runtime_dir=Path(os.environ.get("GATEWAY_RUNTIME_DIR", DEFAULT_RUNTIME_DIR)),
+        )
+
+    def service_runtime(self, service: str) -> Path:
+        """Each service keeps its own runtime subdirectory (a restart removes only its own)."""
+        return self.runtime_dir / service
+
+    def control_socket(self, service: str) -> Path:
+        return self.service_runtime(service) / "control.sock"
+
+    def radio_socket(self) -> Path:
+        return self.service_runtime("radio") / "radio.sock"
