@@ -1,0 +1,3 @@
+from gateway.border_router.service import main
+
+main()

@@ -1,0 +1,3 @@
+from gateway.group_owner.service import main
+
+main()

@@ -1,0 +1,89 @@
+"""The gateway's Thread network (its active operational dataset), shared by the services.
+
+Whichever service starts first creates it, under a file lock in the state directory so two
+services starting together cannot create two networks; both then read the same file. The file
+holds keys (network key, PSKc): mode 0600, written atomically, never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from gateway.errors import ParseError, StateError
+from gateway.runtime.logs import register_secret
+from gateway.runtime.settings import Settings
+from gateway.runtime.state import JsonState
+from gateway.wire.dataset import ActiveDataset, new_active_dataset
+
+FILE = "thread-network.json"
+
+
+@contextlib.contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / ".thread-network.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _store(settings: Settings) -> JsonState:
+    return JsonState(settings.paths.state_dir / FILE, "gateway-thread-network", 1)
+
+
+def _parse(body: dict[str, object], path: Path) -> ActiveDataset:
+    raw = body.get("active_dataset")
+    if not isinstance(raw, str):
+        raise StateError(f"{path}: no active dataset")
+    try:
+        ds = ActiveDataset.from_hex(raw)
+    except ParseError as exc:
+        raise StateError(f"{path}: the active dataset is corrupt ({exc})") from None
+    if not ds.is_complete:
+        raise StateError(f"{path}: the active dataset lacks {', '.join(ds.missing())}")
+    _register(ds)
+    return ds
+
+
+def _register(ds: ActiveDataset) -> None:
+    for secret in (ds.network_key, ds.pskc):
+        if secret:
+            register_secret(secret)
+
+
+def load_network(settings: Settings) -> ActiveDataset | None:
+    store = _store(settings)
+    body = store.load()
+    return None if body is None else _parse(body, store.path)
+
+
+def load_or_create_network(settings: Settings, channel: int | None = None) -> ActiveDataset:
+    """The active dataset; created on first start (``channel``: the creator's choice, e.g. the
+    quietest channel it measured; [thread] channel in the configuration wins)."""
+    with _locked(settings.paths.state_dir):
+        existing = load_network(settings)
+        if existing is not None:
+            return existing
+        t = settings.thread
+        ds = new_active_dataset(
+            network_name=t.network_name or None,
+            channel=t.channel or channel,
+        )
+        _store(settings).save({"active_dataset": ds.to_hex()})
+        _register(ds)
+        return ds
+
+
+def save_network(settings: Settings, ds: ActiveDataset) -> None:
+    if not ds.is_complete:
+        raise StateError(f"refusing to save an incomplete dataset (lacks {', '.join(ds.missing())})")
+    with _locked(settings.paths.state_dir):
+        _store(settings).save({"active_dataset": ds.to_hex()})
+    _register(ds)
