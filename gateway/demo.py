@@ -1,0 +1,280 @@
+"""`make demo`: the gateway's main job on the emulated radio, told step by step.
+
+Everything runs unprivileged in a temporary directory on OpenThread's simulated air (emulated
+AT86RF233 radios), and the air is captured to a pcap a technician can open in Wireshark.
+
+    python -m gateway.demo [--keep] [--port-offset K] [--pcap FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from drivers.emulator.tap import AirTap
+from drivers.mac_header import describe
+from drivers.radio import TxStatus, open_radio
+
+BOLD = "\x1b[1m" if sys.stdout.isatty() and "NO_COLOR" not in os.environ else ""
+RESET = "\x1b[0m" if BOLD else ""
+T0 = time.monotonic()
+
+
+def step(title: str) -> None:
+    print(f"\n{BOLD}== {title}{RESET}", flush=True)
+
+
+def say(text: str) -> None:
+    print(f"  [{time.monotonic() - T0:6.2f}s] {text}", flush=True)
+
+
+class TapThread:
+    """Captures the whole air (every channel) to a pcap while the demo runs."""
+
+    def __init__(self, port_offset: int, pcap: Path) -> None:
+        self.tap = AirTap(port_offset, str(pcap))
+        self.frames: list[tuple[int, int, bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="air-tap", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.frames.extend(self.tap.poll(0.1))
+
+    def __enter__(self) -> TapThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.tap.close()
+
+
+def data_frame(seq: int, dst: int, src: int, payload: bytes, ack: bool = True) -> bytes:
+    fcf = 0x0001 | (0x20 if ack else 0) | 0x40 | (2 << 10) | (1 << 12) | (2 << 14)
+    return (
+        fcf.to_bytes(2, "little")
+        + bytes((seq,))
+        + (0xFACE).to_bytes(2, "little")
+        + dst.to_bytes(2, "little")
+        + src.to_bytes(2, "little")
+        + payload
+    )
+
+
+async def radio_foundation(offset: int) -> None:
+    step("1. Two emulated AT86RF233 radios on the simulated air")
+    # a Wi-Fi access point next door raises the energy on channels 15-20
+    wifi = "15:-68,16:-61,17:-58,18:-60,19:-66,20:-74"
+    url_a = f"emulated:?node=1&port_offset={offset}&interference={wifi}"
+    url_b = f"emulated:?node=2&port_offset={offset}&rssi=-71"
+    async with open_radio(url_a) as a, open_radio(url_b) as b:
+        for name, r in (("gateway radio", a), ("thing radio  ", b)):
+            ident = r.info
+            say(
+                f"{name}: {ident.part} rev {ident.version_num}, EUI-64 {ident.eui64.hex()}, channel {r.channel}"
+            )
+        await a.set_addresses(pan_id=0xFACE, short_addr=0x0001)
+        await b.set_addresses(pan_id=0xFACE, short_addr=0x0002)
+
+        step("2. Energy scan of channels 11-26 (a Wi-Fi AP is busy on 15-20)")
+        scan = await a.energy_scan(range(11, 27), 0.01)
+        quiet = min(scan, key=lambda c: scan[c])
+        say("  ".join(f"{c}:{scan[c]}" for c in range(11, 27)) + " dBm")
+        say(f"quietest channel: {quiet}")
+        await a.set_channel(quiet)
+        await b.set_channel(quiet)
+
+        step("3. Acknowledged frames both ways (TX_ARET with CSMA-CA, auto-ACK in RX_AACK)")
+        with a.subscribe() as sa, b.subscribe() as sb:
+            for i in range(3):
+                res = await a.transmit(data_frame(i, 0x0002, 0x0001, b"\x01hello thing"))
+                f = await sb.get(1.0)
+                say(
+                    f"gateway -> thing seq {i}: {res.status.value}, retries {res.frame_retries}; "
+                    f"thing heard it at {f.rssi_dbm if f else '?'} dBm, LQI {f.lqi if f else '?'}"
+                )
+                res = await b.transmit(data_frame(i, 0x0001, 0x0002, b"\x01hello gateway"))
+                f = await sa.get(1.0)
+                say(f"thing -> gateway seq {i}: {res.status.value}")
+
+        step("4. A frame nobody acknowledges: the chip retries, then reports NO_ACK")
+        res = await a.transmit(data_frame(9, 0x0077, 0x0001, b"\x01anyone?"))
+        assert res.status is TxStatus.NO_ACK
+        say(
+            f"to 0x0077: {res.status.value} after {res.frame_retries} retries (16 ms ACK window each)"
+        )
+        c = a.counters
+        say(f"gateway radio counters: tx {c.tx_frames}, ok {c.tx_success}, no-ack {c.tx_no_ack}, "
+            f"rx {c.rx_frames}, IRQs {c.irqs}")  # fmt: skip
+
+
+def _service_env(tmp: Path, offset: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        GATEWAY_STATE_DIR=str(tmp / "state"),
+        GATEWAY_RUNTIME_DIR=str(tmp / "run"),
+        GATEWAY_CONFIG=str(tmp / "gateway.toml"),
+        GATEWAY_RADIO_URL=f"emulated:?node=3&port_offset={offset}",
+    )
+    return env
+
+
+@contextlib.contextmanager
+def services(tmp: Path, offset: int) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    env = _service_env(tmp, offset)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    logs = tmp / "logs"
+    logs.mkdir(exist_ok=True)
+    try:
+        for name in ("radio", "border_router", "group_owner"):
+            procs[name] = _start_service(name, env, logs)
+        yield procs
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+async def _status(tmp: Path, service: str) -> dict[str, Any] | None:
+    from gateway.runtime.jsonline import JsonLineClient
+
+    try:
+        async with JsonLineClient(tmp / "run" / service / "control.sock") as c:
+            res: dict[str, Any] = await c.call("status", timeout=5)
+            return res
+    except Exception:  # noqa: BLE001 - not up yet
+        return None
+
+
+async def appliance(tmp: Path, offset: int) -> None:
+    step("5. The appliance: radio, border-router and group-owner services")
+    say(f"state in {tmp / 'state'}, sockets in {tmp / 'run'} (no configuration file: defaults)")
+    with services(tmp, offset) as procs:
+        deadline = time.monotonic() + 30
+        ready: dict[str, dict[str, Any]] = {}
+        while time.monotonic() < deadline and len(ready) < 3:
+            for svc in ("radio", "border-router", "group-owner"):
+                if svc not in ready:
+                    st = await _status(tmp, svc)
+                    if st and st.get("phase") == "ready":
+                        ready[svc] = st
+                        say(f"{svc}: ready (pid {st['pid']})")
+            for name, p in procs.items():
+                if p.poll() is not None:
+                    raise SystemExit(f"service {name} exited with {p.returncode}; see {tmp}/logs")
+            await asyncio.sleep(0.2)
+        if len(ready) < 3:
+            raise SystemExit(f"services did not become ready; logs in {tmp}/logs")
+        br = ready["border-router"].get("thread", {})
+        say(f"Thread network created on first start: '{br.get('network_name')}', channel "
+            f"{br.get('channel')}, PAN {br.get('pan_id')}, ext PAN {br.get('ext_pan_id')}")  # fmt: skip
+        step("6. Resilience: kill -9 the radio service; its clients reconnect")
+        procs["radio"].kill()
+        procs["radio"].wait()
+        say("radio service killed")
+        env = _service_env(tmp, offset)
+        procs["radio"] = _start_service("radio", env, tmp / "logs")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            st = await _status(tmp, "border-router")
+            if st and st.get("radio_reconnects", 0) >= 1 and st.get("radio_connected"):
+                say("radio service restarted; border router reconnected and restored its "
+                    "channel, addresses and keys")  # fmt: skip
+                break
+            await asyncio.sleep(0.2)
+        doc = _gwctl_status(env)
+        if doc is not None:
+            say(f"gwctl status --json: {', '.join(sorted(doc.get('services', {})))} answer")
+
+
+def _start_service(name: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    with open(logs / f"{name}.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", f"gateway.{name}"], env=env, stdout=log, stderr=log
+        )
+
+
+def _gwctl_status(env: dict[str, str]) -> dict[str, Any] | None:
+    r = subprocess.run(
+        [sys.executable, "-m", "gateway.admin", "status", "--json"],
+        env=env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    if r.returncode != 0:
+        return None
+    try:
+        doc: dict[str, Any] = json.loads(r.stdout)
+    except json.JSONDecodeError:
+        return None
+    return doc
+
+
+def summarize(tap: TapThread, pcap: Path) -> None:
+    step("7. The air, as Wireshark sees it")
+    say(f"{len(tap.frames)} frames captured to {pcap}")
+    for node, ch, psdu in tap.frames[:8]:
+        say(f"node {node:2d} ch {ch}: {describe(psdu[:-2])}")
+    if shutil.which("tshark"):
+        r = subprocess.run(
+            ["tshark", "-r", str(pcap), "-T", "fields", "-e", "wpan.fcs_ok"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        oks = r.stdout.split()
+        say(f"tshark: {oks.count('1')} of {len(oks)} frames decode with a correct FCS")
+    say(f"open it with:  wireshark {pcap}")
+
+
+async def run(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
+    pcap = Path(args.pcap) if args.pcap else tmp / "air.pcap"
+    print(f"{BOLD}Thing-bootstrapping gateway: demo on the emulated radio{RESET}")
+    print(f"simulated air at port offset {args.port_offset}; capture: {pcap}")
+    try:
+        with TapThread(args.port_offset, pcap) as tap:
+            await radio_foundation(args.port_offset)
+            await appliance(tmp, args.port_offset)
+            await asyncio.sleep(0.3)
+        summarize(tap, pcap)
+        print(f"\n{BOLD}Demo complete.{RESET}")
+    finally:
+        if not args.keep:
+            keep = pcap if pcap.is_relative_to(tmp) else None
+            if keep is not None:
+                out = Path.cwd() / "demo-air.pcap"
+                with contextlib.suppress(OSError):
+                    shutil.copy(keep, out)
+                    print(f"pcap kept as {out}")
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m gateway.demo", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument(
+        "--port-offset", type=int, default=7, help="simulated air port offset (default 7)"
+    )
+    ap.add_argument("--pcap", help="where to write the air capture")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    asyncio.run(run(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
