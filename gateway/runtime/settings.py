@@ -8,6 +8,7 @@ errors (a typo must not silently fall back to a default). ``GATEWAY_RADIO_URL`` 
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -149,11 +150,17 @@ def _section(name: str, cls: type[Any], raw: Any) -> Any:
     return obj
 
 
-def parse_settings(text: str, source: str = "configuration", paths: Paths | None = None) -> Settings:
+def parse_settings(
+    text: str, source: str = "configuration", paths: Paths | None = None
+) -> Settings:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    return _settings_from(data, source, paths)
+
+
+def _settings_from(data: dict[str, Any], source: str, paths: Paths | None = None) -> Settings:
     kwargs: dict[str, Any] = {}
     known = {f.name: f for f in fields(Settings) if f.name != "paths"}
     hints = get_type_hints(Settings)
@@ -205,9 +212,19 @@ def write_setting(path: Path, dotted: str, value: str) -> Settings:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value  # a bare word is a string
-    data.setdefault(section, {})[key] = parsed
+    table = data.setdefault(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{section}] must be a table")
+    table[key] = parsed
+    # validate the values themselves (a list or table must not slip through as its string form)
+    settings = _settings_from(data, str(path))
     text = _dump_toml(data)
-    settings = parse_settings(text, str(path))  # refuse to write an invalid file
+    try:
+        written = parse_settings(text, str(path))
+    except ConfigError:
+        written = None
+    if written != settings:
+        raise ConfigError(f"'{dotted}': this value cannot be written to the file")
     atomic_write(path, text.encode(), mode=0o644)
     return settings
 
@@ -224,8 +241,8 @@ def _dump_toml(data: dict[str, Any]) -> str:
             elif isinstance(v, int | float):
                 lines.append(f"{k} = {v}")
             else:
-                s = str(v).replace("\\", "\\\\").replace('"', '\\"')
-                lines.append(f'{k} = "{s}"')
+                # JSON string escapes are valid TOML basic-string escapes
+                lines.append(f"{k} = {json.dumps(str(v), ensure_ascii=False)}")
         lines.append("")
     return "\n".join(lines)
 
