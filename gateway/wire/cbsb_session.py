@@ -88,6 +88,9 @@ _THING_IGNORES = frozenset(
 _GATEWAY_IGNORES = frozenset(
     {MsgType.BEACON, MsgType.JOIN_RESPONSE, MsgType.JOIN_DONE, MsgType.DELIVERY}
 )
+_PENDING_HINTS = frozenset(
+    {Status.PENDING_USER_CONFIRM, Status.CLOUD_UNREACHABLE, Status.RATE_LIMITED}
+)
 
 __all__ = [
     "Committed",
@@ -416,13 +419,18 @@ class EnrolleeFound:
 
 @dataclass(frozen=True)
 class JoinCompleted:
-    """M3 verified: report ``JoinComplete`` to the cloud (it verifies ``bind_proof``)."""
+    """M3 verified: report ``JoinComplete`` to the cloud (it verifies ``bind_proof``).
+
+    ``m0`` is the beacon of the join's epoch: BP covers ``R_G`` and the epoch, which the cloud
+    never saw, so it takes them from this beacon (after checking that the beacon names its
+    session, gateway, expiry and mode)."""
 
     dev_id: bytes
     epoch: int
     n_t: bytes
     bind_proof: bytes
     caps: int
+    m0: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -591,6 +599,7 @@ class _GwJoin:
     epoch: int
     n_t: bytes
     r_g: bytes
+    m0: bytes
     m1: bytes
     flight: ResponseFlight = field(repr=False)
     n_chunks: int
@@ -879,6 +888,52 @@ class GatewaySession:
         self._finish(status, out)
         return out
 
+    def hint_pending(self, now: float, dev_id: bytes, status: Status) -> list[Output]:
+        """Tell a thing waiting in the discover-mode pending table why it waits (for example
+        ``CLOUD_UNREACHABLE`` when the shell cannot reach the cloud): an unauthenticated hint,
+        at most one per ``hint_interval_s`` for that thing."""
+        out: list[Output] = []
+        pend = self._pending.get(dev_id)
+        if pend is None or self.state != SessionState.OPEN or status not in _PENDING_HINTS:
+            return out
+        if now - pend.last_hint < self.limits.hint_interval_s:
+            return out
+        try:
+            m1 = JoinRequest.from_bytes(pend.m1)
+        except ParseError:  # pragma: no cover - it parsed when stashed
+            return out
+        pend.last_hint = now
+        out.append(Send(build_hint(status, dev_id, m1.n_t), pend.src))
+        return out
+
+    def snapshot(self, now: float) -> dict[str, object]:
+        """What the session is doing, for status pages: no key, PSK or nonce, only identifiers,
+        states and counters."""
+        joins = [
+            {
+                "dev_id": j.dev_id.hex(),
+                "state": j.state.value,
+                "epoch": j.epoch,
+                "chunks": j.n_chunks,
+                "retransmissions": j.retx_count + j.chunk_retx,
+            }
+            for j in self._joins.values()
+        ]
+        return {
+            "sid": self.sid.hex(),
+            "state": self.state.value,
+            "mode": [f.name for f in BeaconFlags if f and f in self.mode],
+            "epoch": self.epoch_at(now),
+            "window_left_s": round(max(0.0, self._window_end - now), 1),
+            "allowed": sorted(d.hex() for d in self._allowed),
+            "joins": joins,
+            "pending": [d.hex() for d in self._pending],
+            "locked_out": sorted(d.hex() for d in self._locked),
+            "denied": sorted(d.hex() for d in self._denied),
+            "failed_proofs": self._session_fail,
+            "counters": dict(self.counters),
+        }
+
     # --- internals ------------------------------------------------------------------------
 
     def _start_closing(self, now: float, out: list[Output]) -> None:
@@ -1093,6 +1148,7 @@ class GatewaySession:
             epoch=m1.epoch,
             n_t=m1.n_t,
             r_g=r_g,
+            m0=m0,
             m1=raw,
             flight=flight,
             n_chunks=1 + len(flight.chunks),
@@ -1171,7 +1227,7 @@ class GatewaySession:
         self._dev_joins[j.dev_id] += 1
         self.counters["joins_completed"] += 1
         out.append(Send(j.m4, j.src))
-        out.append(JoinCompleted(j.dev_id, j.epoch, j.n_t, body.bind_proof, body.caps))
+        out.append(JoinCompleted(j.dev_id, j.epoch, j.n_t, body.bind_proof, body.caps, j.m0))
 
     def _on_abort(self, now: float, ab: Abort, out: list[Output]) -> None:
         j = self._joins.get(ab.dev_id)
