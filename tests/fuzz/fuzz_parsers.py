@@ -1137,6 +1137,139 @@ def t_read_pcap(data: bytes) -> None:
     read_pcap(path)
 
 
+# --- the whole receive path, as the radio service and its clients will run it -----------------
+
+
+def _air_datagram(
+    src: ExtAddress,
+    dst: Address,
+    ports: tuple[int, int],
+    payload: bytes,
+    *,
+    key: bytes | None = None,
+    key_id_mode: int = 1,
+    tag: int = 1,
+) -> list[bytes]:
+    """PSDUs (no FCS) carrying one UDP datagram between link-local addresses, fragmented and
+    MAC-secured (level 5) as a Thread node sends it."""
+    dst_ip = link_local(dst) if isinstance(dst, ExtAddress) else ipaddress.IPv6Address("ff02::2")
+    packet = Ipv6Packet.udp(link_local(src), dst_ip, ports[0], ports[1], payload)
+    security = None
+    if key is not None:
+        security = AuxSecurityHeader(5, key_id_mode, 0, key_index=1 if key_id_mode else None)
+    template = MacFrame.create(
+        MacFrameType.DATA, dst=dst, dst_pan=PAN, src=src, src_pan=PAN, security=security
+    )
+    parts = fragment(compress(packet, src, dst), max_payload=template.payload_capacity(), tag=tag)
+    out = []
+    for counter, part in enumerate(parts):
+        frame = MacFrame.create(
+            MacFrameType.DATA,
+            seq=counter,
+            dst=dst,
+            dst_pan=PAN,
+            src=src,
+            src_pan=PAN,
+            payload=part,
+            security=security,
+        )
+        if key is not None:
+            frame = secure(frame, key, frame_counter=counter)
+        out.append(frame.to_bytes())
+    return out
+
+
+@functools.cache
+def air_seeds() -> tuple[bytes, ...]:
+    """Record streams ``len(1) | PSDU`` of what a joiner router hears during a join."""
+    broadcast = ShortAddress(0xFFFF)
+    mle_ports, tmf_ports = (19788, 19788), (61631, 61631)
+    messages = mle_messages()
+    discovery = _air_datagram(EXT_A, broadcast, mle_ports, messages[0])
+    discovery += _air_datagram(EXT_B, EXT_A, mle_ports, messages[2])
+    secured_mle = _air_datagram(EXT_A, EXT_B, mle_ports, messages[3])
+    c2s = _dtls_side("c2s")
+    dtls = [
+        psdu
+        for i, d in enumerate(c2s[:3])
+        for psdu in _air_datagram(EXT_A, EXT_B, (49152, 1000), d, tag=10 + i)
+    ]
+    tmf = [
+        psdu
+        for i, payload in enumerate(tmf_messages()[:4])
+        for psdu in _air_datagram(EXT_B, EXT_A, tmf_ports, payload, key=MAC_KEY, tag=20 + i)
+    ]
+    join_ent = _air_datagram(
+        EXT_B, EXT_A, tmf_ports, tmf_messages()[2], key=KEK, key_id_mode=0, tag=30
+    )
+    cbsb = [
+        MacFrame.create(
+            MacFrameType.DATA,
+            seq=i,
+            dst=broadcast if dst is None else ExtAddress(dst),
+            dst_pan=0xFFFF if dst is None else PAN,
+            src=ExtAddress(src),
+            src_pan=0xFFFF if dst is None else PAN,
+            payload=payload,
+        ).to_bytes()
+        for i, (_t, src, dst, payload) in enumerate(cbsb_trace())
+    ]
+    streams = [discovery + secured_mle, dtls, tmf + join_ent, cbsb]
+    return tuple(b"".join(bytes((len(p),)) + p for p in stream) for stream in streams)
+
+
+def _rx_key(frame: MacFrame) -> bytes | None:
+    sec = frame.security
+    if sec is None:
+        return None
+    if sec.key_id_mode == 0:
+        return KEK
+    return MAC_KEY if sec.key_id_mode == 1 and sec.key_index == 1 else None
+
+
+def _rx_udp(udp: UdpDatagram, src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address) -> None:
+    if udp.dst_port == 19788:
+        message = mle.parse_mle(udp.payload)
+        if isinstance(message, mle.SecuredMleFrame):
+            message = message.decrypt(MLE_KEY, src, dst)
+        for parse in (mle.parse_discovery_request, mle.parse_discovery_response):
+            try:
+                parse(message)
+            except ParseError:
+                pass
+    elif udp.dst_port == 61631:
+        TmfMessage.from_bytes(udp.payload).tlvs()
+    elif udp.dst_port == 1000:
+        parse_datagram(udp.payload)
+
+
+def t_receive_path(data: bytes) -> None:
+    reasm = Reassembler(timeout=10.0, max_datagrams=4, max_bytes=3000)
+    for i, (_head, psdu) in enumerate(records(data, 1)):
+        try:
+            frame = MacFrame.from_bytes(psdu)
+            if frame.security is not None:
+                ext_src = None if isinstance(frame.src, ExtAddress) else EXT_A
+                frame = unsecure(frame, _rx_key, ext_src=ext_src)
+            if not frame.payload or frame.frame_type != MacFrameType.DATA:
+                continue
+            if classify(frame.payload).value == "nalp":
+                parse_frame(frame.payload)
+                continue
+            lowpan = parse_lowpan_frame(frame.payload)
+            src, dst = lowpan.link_addresses(frame.src, frame.dst)
+            datagram = reasm.accept(lowpan, src, dst, now=i * 0.1)
+            if datagram is None:
+                continue
+            size = None if lowpan.fragment is None else lowpan.fragment.datagram_size
+            packet = decompress(datagram, src, dst, CONTEXTS, datagram_size=size)
+            if packet.next_header == 17:
+                _rx_udp(packet.udp_datagram(verify=True), packet.src, packet.dst)
+        except (ParseError, CryptoError):
+            continue
+        assert reasm.bytes_reserved <= 3000
+
+
 # --- seeds per target --------------------------------------------------------------------------
 
 
@@ -1678,6 +1811,14 @@ TARGETS: dict[str, Target] = {
             lambda: [b"J01NME-passphrase", "p\u00e4ssw\u00f6rd \u20ac".encode()],
             300,
             "thread_keys.validate_passphrase",
+        ),
+        _t(
+            "receive_path",
+            t_receive_path,
+            NOTHING,
+            air_seeds,
+            4000,
+            "(MAC, CCM*, 6LoWPAN, reassembly, IPHC, UDP, MLE/TMF/DTLS/CBSB dispatch in sequence)",
         ),
         _t(
             "drivers.mac_header",

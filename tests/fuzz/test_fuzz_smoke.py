@@ -62,7 +62,7 @@ def test_every_parser_entry_point_has_a_target() -> None:
     assert not missing, f"parsers without a fuzz target in tests/fuzz/fuzz_parsers.py: {missing}"
     # and every name a target claims exists (no stale or misspelled entry)
     for name in covered - found:
-        if "*" in name:
+        if "*" in name or " " in name:
             continue
         module_name, _, rest = name.partition(".")
         if module_name == "drivers":

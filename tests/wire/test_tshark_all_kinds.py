@@ -18,9 +18,9 @@ joiner's whole story, built only with the project's codecs the way the frames ap
 * the joined device's secured MLE Parent Request (suite 0, MLE key).
 
 Wireshark receives the network key as a "Thread hash" key (it derives the MAC and MLE keys
-itself, HMAC-SHA256 as in Thread 1.1 §7.1.4 / fact sheet §5.6), the KEK as a "No hash" key, and
-the DTLS master secret through an NSS key log, with which its own TLS code decrypts the Finished
-messages and the JOIN_FIN application data of the 0xC0FF session. Every frame must have a good
+itself: HMAC-SHA256 over the key sequence and "Thread", fact sheet §5.6), the KEK as a "No hash"
+key, and the DTLS master secret through an NSS key log, with which its own TLS code decrypts the
+Finished messages and the JOIN_FIN application data of the 0xC0FF session. Every frame must have a good
 FCS and UDP checksum, nothing malformed and no expert info of warning or error severity; every
 expected protocol must appear; fragments must reassemble into the datagrams we fragmented. One
 control frame, secured with a wrong KEK, must stay undecoded, so the oracle can say no.
