@@ -19,9 +19,12 @@ configuration file (TOML):
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import struct
+import sys
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +35,10 @@ GROUP = "224.0.0.116"
 PORT_BASE = 9000
 MAX_NODES = 33
 MAX_OFFSET = (65535 - PORT_BASE) // (MAX_NODES + 1) - 1
+# Linux <asm-generic/socket.h> SO_TIMESTAMPNS (= SCM_TIMESTAMPNS); Python does not export it. The
+# cmsg carries a struct timespec of CLOCK_REALTIME (two native longs).
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@ll")
 
 
 def group_port(port_offset: int) -> int:
@@ -93,6 +100,9 @@ def open_rx_socket(port_offset: int, interface: str = "127.0.0.1") -> socket.soc
         rx.bind((GROUP, port))
         mreq = struct.pack("4s4s", socket.inet_aton(GROUP), socket.inet_aton(interface))
         rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        if sys.platform == "linux":  # kernel receive timestamps, see AirPort.recv_timed
+            with contextlib.suppress(OSError):
+                rx.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         rx.setblocking(False)
     except OSError as exc:
         rx.close()
@@ -144,17 +154,31 @@ class AirPort:
     def recv(self) -> tuple[int, int, bytes] | None:
         """(sender node id, channel, PSDU with FCS), None when nothing is pending; own frames
         and malformed datagrams are skipped."""
+        item = self.recv_timed()
+        return None if item is None else item[:3]
+
+    def recv_timed(self) -> tuple[int, int, bytes, int | None] | None:
+        """:meth:`recv` plus when the datagram reached the socket, on the ``time.monotonic_ns``
+        scale (from the kernel's receive timestamp; None where there is none). On loopback that
+        is when it was sent, however late the reader gets to it."""
         while True:
             try:
-                data, (_host, port) = self.rx.recvfrom(256)
+                data, anc, _flags, addr = self.rx.recvmsg(256, socket.CMSG_SPACE(_TIMESPEC.size))
             except BlockingIOError:
                 return None
             except OSError:
                 return None
-            sender = port - self.group_port
+            sender = addr[1] - self.group_port
             if sender == self.node_id or len(data) < 2 or len(data) > 128:
                 continue
-            return sender, data[0], data[1:]
+            at: int | None = None
+            for level, kind, value in anc:
+                stamp = (level, kind) == (socket.SOL_SOCKET, _SO_TIMESTAMPNS)
+                if stamp and len(value) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    age = time.time_ns() - (sec * 1_000_000_000 + nsec)
+                    at = time.monotonic_ns() - max(0, age)
+            return sender, data[0], data[1:], at
 
     def close(self) -> None:
         self.tx.close()

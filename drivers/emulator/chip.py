@@ -140,6 +140,7 @@ class At86rf233Emulator:
                       "rx_filtered": 0, "collisions": 0, "irq_edges_lost": 0}  # fmt: skip
         self._energy: deque[_OnAir] = deque(maxlen=256)
         self._rx_current: tuple[_OnAir, bytes, float, bool] | None = None
+        self._rx_finish: Callable[[], None] | None = None  # ends _rx_current's reception
         self._power_on()
         self._thread = threading.Thread(target=self._run, name="at86rf233-emulator", daemon=True)
         self._thread.start()
@@ -674,15 +675,23 @@ class At86rf233Emulator:
 
     # ------------------------------------------------------------------ receive
 
-    def deliver(self, sender: int, channel: int, psdu: bytes) -> None:
-        """A frame arrived from the air (chip thread)."""
+    def deliver(self, sender: int, channel: int, psdu: bytes, at_ns: int | None = None) -> None:
+        """A frame arrived from the air (chip thread); ``at_ns`` is when it reached the socket
+        (monotonic ns), which is earlier than now when this thread runs late."""
         link = self.links.link(sender, self.air.node_id if self.air else 0)
         if link.loss > 0.0 and self._rng.random() < link.loss:
             return
         now = self._now()
+        if at_ns is not None:
+            now = min(now, at_ns)
         dur = regs.airtime_us(len(psdu)) * US
         rx = _OnAir(channel, now, now + dur, link.rssi_dbm)
         self._energy.append(rx)
+        cur = self._rx_current
+        if cur is not None and cur[0].end_ns <= now and self._rx_finish is not None:
+            # read in one batch with an earlier frame that had ended before this one started:
+            # finish that reception first rather than call the two a collision
+            self._rx_finish()
         if channel != self._channel():
             return
         # an ACK for our TX_ARET transaction
@@ -724,15 +733,17 @@ class At86rf233Emulator:
                 self._raise(Irq.RX_START)
 
         def rx_end() -> None:
-            if gen != self._tx_gen or self._rx_current is None:
+            if gen != self._tx_gen or self._rx_current is None or self._rx_current[0] is not rx:
                 return
             _air, frame, rssi, garbled = self._rx_current
             self._rx_current = None
+            self._rx_finish = None
             self._state = idle
             self._receive_frame(frame, rssi, garbled)
             if self._state == idle:
                 self._end_busy(idle)
 
+        self._rx_finish = rx_end
         self._schedule(now + regs.SHR_PHR_US * US, rx_start)
         self._schedule(rx.end_ns, rx_end)
 
@@ -854,7 +865,7 @@ class At86rf233Emulator:
                 if self._is_closing():
                     return
                 if rx_fd is not None and rx_fd in ready and self.air is not None:
-                    while (item := self.air.recv()) is not None:
+                    while (item := self.air.recv_timed()) is not None:
                         self.deliver(*item)
                 now = self._now()
                 while self._timers and self._timers[0][0] <= now:
