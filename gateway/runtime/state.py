@@ -86,6 +86,9 @@ class JsonState:
         if not isinstance(doc, dict) or doc.get("format") != self.fmt:
             raise StateError(f"{self.path} is not a {self.fmt} file")
         ver = doc.get("version")
+        if isinstance(ver, int) and not isinstance(ver, bool) and ver < 1:
+            # versions start at 1: a 0 is a flipped bit, not a document to read
+            raise StateError(f"{self.path} is corrupt (version {ver})")
         if not isinstance(ver, int) or ver > self.version:
             raise StateError(
                 f"{self.path} has version {ver!r}; this software reads up to {self.version}",
