@@ -144,7 +144,9 @@ class FrameCounterStore:
     def bump(self, amount: int) -> None:
         """After a restore: move every counter past anything a copy of this state may have used."""
         for k in set(self._stored) | set(self._next):
-            v = max(self._stored.get(k, 0), self._next.get(k, 0)) + amount
+            # capped at the exhausted value: that key then refuses to count, while a larger
+            # number would make the whole file unloadable and stop the service
+            v = min(max(self._stored.get(k, 0), self._next.get(k, 0)) + amount, 0xFFFFFFFF)
             self._next[k] = v
             self._stored[k] = v
         self._state.save({"counters": self._stored})
