@@ -199,7 +199,8 @@ class JsonLineServer:
         try:
             try:
                 msg = json.loads(line)
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                # RecursionError: a line of deeply nested arrays, which the decoder cannot bound
                 raise ProtocolError("not a JSON object") from None
             if not isinstance(msg, dict):
                 raise ProtocolError("not a JSON object")
@@ -288,7 +289,9 @@ class JsonLineClient:
                 if fut is None:
                     if "error" in msg and msg.get("id") is None:
                         err = msg["error"]
-                        self._fail_all(error_class(err.get("code", ""))(err.get("message", "error")))
+                        self._fail_all(
+                            error_class(err.get("code", ""))(err.get("message", "error"))
+                        )
                     continue
                 if fut.done():
                     continue
