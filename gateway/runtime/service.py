@@ -90,6 +90,8 @@ class Service:
         LOG.info("%s", phase)
 
     _fatal: str | None = None
+    _fatal_hint: str = ""
+    _exit_code: int = 1
     _stop_event: asyncio.Event | None = None
 
     def fail(self, reason: str) -> None:
@@ -137,7 +139,10 @@ class Service:
         try:
             await self.control.start()
             self.set_phase("starting")
-            start = self.spawn(self.start(), "start")
+            # not spawn(): a failed start is reported below, as a reason rather than a traceback
+            start = asyncio.ensure_future(self.start())
+            start.set_name(f"{self.name}-start")
+            self._tasks.add(start)
             stop_wait = asyncio.ensure_future(self._stop_event.wait())
             await asyncio.wait({start, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             stop_wait.cancel()
@@ -151,7 +156,15 @@ class Service:
                 await self._stop_event.wait()
             elif start.done() and not start.cancelled():
                 exc = start.exception()
-                self._fatal = self._fatal or str(exc)
+                if isinstance(exc, GatewayError):
+                    # an expected failure (corrupt state, no radio): its reason, hint and exit
+                    # code (DESIGN §8: 9 for bad configuration or state)
+                    self._fatal = self._fatal or exc.message
+                    self._fatal_hint = exc.hint
+                    self._exit_code = exc.exit_code
+                else:
+                    LOG.error("start failed: %s", exc, exc_info=exc)
+                    self._fatal = self._fatal or f"start failed: {exc}"
         finally:
             self.notifier.stopping()
             self.phase = "stopping"
@@ -163,7 +176,9 @@ class Service:
                 loop.remove_signal_handler(sig)
         if self._fatal is not None:
             LOG.error("stopped: %s", self._fatal)
-            code = 1
+            if self._fatal_hint:
+                LOG.error("hint: %s", self._fatal_hint)
+            code = self._exit_code
         return code
 
 
