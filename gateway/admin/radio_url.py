@@ -1,36 +1,35 @@
-"""Which radio a command uses: --radio, else the running radio service, else
-$GATEWAY_RADIO_URL, else the configured URL (DESIGN §8)."""
+"""Which radio a ``gwctl radio`` command uses (DESIGN §8): ``--radio URL``, else the running
+radio service, else ``$GATEWAY_RADIO_URL``, else the configured ``[radio] url``."""
 
 from __future__ import annotations
 
-import os
-import tomllib
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from drivers.errors import ConfigError
+from gateway.runtime.paths import Paths
+from gateway.runtime.settings import DEFAULT_RADIO_URL, load_settings
 
-DEFAULT_RADIO_URL = (
-    "at86rf233:///dev/spidev0.0?gpiochip=/dev/gpiochip0&irq=23&reset=24&slp_tr=25&speed_hz=4000000"
-)
-DEFAULT_CONFIG = "/etc/gateway/gateway.toml"
+if TYPE_CHECKING:
+    from drivers.radio import Radio
+    from gateway.admin.remote_radio import RemoteRadio
+
+__all__ = ["DEFAULT_RADIO_URL", "configured_radio_url", "open_target"]
 
 
 def configured_radio_url() -> str:
-    env = os.environ.get("GATEWAY_RADIO_URL")
-    if env:
-        return env
-    path = Path(os.environ.get("GATEWAY_CONFIG", DEFAULT_CONFIG))
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return DEFAULT_RADIO_URL
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    url = data.get("radio", {}).get("url", DEFAULT_RADIO_URL)
-    if not isinstance(url, str) or not url:
-        raise ConfigError(f"{path}: [radio] url must be a non-empty string")
-    return url
+    """``$GATEWAY_RADIO_URL``, else ``[radio] url`` of the configuration (ConfigError, exit 9,
+    when the file is invalid), else the default (the real chip on the Pi's SPI bus)."""
+    return load_settings().radio.url
+
+
+async def open_target(radio_url: str | None) -> Radio | RemoteRadio:
+    """The radio to use, not yet opened for a direct radio (``async with`` opens it)."""
+    from drivers.radio import open_radio
+
+    if radio_url:
+        return open_radio(radio_url)
+    from gateway.admin.remote_radio import RemoteRadio
+
+    remote = await RemoteRadio.connect_if_running(Paths.from_env().radio_socket())
+    if remote is not None:
+        return remote
+    return open_radio(configured_radio_url())

@@ -1,0 +1,168 @@
+"""What every gwctl command shares: the --json option, the exit-code table, running a command's
+coroutine with clean Ctrl-C/SIGTERM handling, and turning typed errors into a message a
+technician can act on (or one JSON document) and the exit code of DESIGN §8."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from drivers.errors import GatewayError
+from gateway.admin import output
+
+T = TypeVar("T")
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0 success            5 wrong chip
+  1 other failure      6 radio not responding
+  2 usage              7 not acknowledged / channel busy
+  3 no such device     8 service not running or unreachable
+  4 permission denied  9 bad configuration or state"""
+
+SERVICES_STOP_HINT = (
+    "Stop the services first: systemctl stop gateway-group-owner gateway-border-router "
+    "gateway-radio"
+)
+
+
+# ----------------------------------------------------------------------------- errors of gwctl
+
+
+class ServicesRunning(GatewayError):
+    """A command that rewrites the gateway's state refuses to run under live services."""
+
+    code = "ADM001"
+    exit_code = 1
+    default_hint = SERVICES_STOP_HINT
+
+
+class NotConfirmed(GatewayError):
+    code = "ADM002"
+    exit_code = 1
+    default_hint = "Confirm interactively, or pass --yes."
+
+
+class BackupError(GatewayError):
+    """A backup file that cannot be restored (another format, a newer version, corrupt)."""
+
+    code = "ADM003"
+    exit_code = 9
+    default_hint = "Use a backup written by 'gwctl backup' of this or an older release."
+
+
+class JournalUnavailable(GatewayError):
+    code = "ADM004"
+    exit_code = 1
+    default_hint = (
+        "The services log to the systemd journal when systemd runs them. Started by hand, they "
+        "log to their own stderr: look at the terminal or file they were started with."
+    )
+
+
+class AdminPermissionDenied(GatewayError):
+    code = "ADM005"
+    exit_code = 4
+    default_hint = "Run gwctl as root (sudo) or as a member of the 'gateway' group."
+
+
+class ChannelInUse(GatewayError):
+    code = "ADM006"
+    exit_code = 1
+    default_hint = (
+        "The running radio service serves the gateway's network on its channel. Use that channel, "
+        "or stop the services and open the radio directly with --radio URL."
+    )
+
+
+# ----------------------------------------------------------------------------- click helpers
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document on stdout."
+    )(f)
+
+
+def yes_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")(f)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+_signalled: list[int] = []
+
+
+def run(as_json: bool, coro_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a command's coroutine; turn typed errors into a message and their exit code.
+    Ctrl-C exits 130 and SIGTERM 143, after the coroutine has cleaned up."""
+    _signalled.clear()
+    try:
+        return asyncio.run(_with_signals(coro_fn))
+    except GatewayError as exc:
+        fail(exc, as_json)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        sys.exit(128 + (_signalled[0] if _signalled else signal.SIGINT))
+    raise AssertionError("unreachable")
+
+
+async def _with_signals(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def stop(sig: int) -> None:
+        _signalled.append(sig)
+        task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop, sig)
+    return await coro_fn()
+
+
+def fail(exc: GatewayError, as_json: bool, extra: dict[str, Any] | None = None) -> NoReturn:
+    """Report ``exc`` (stderr, or one JSON document with --json) and exit with its code."""
+    if as_json:
+        output.emit_json({"ok": False, **(extra or {}), "error": exc.to_dict()})
+    output.error(exc.message, exc.hint)
+    sys.exit(exc.exit_code)
+
+
+def guard(as_json: bool, fn: Callable[[], T]) -> T:
+    """Run synchronous command code, reporting typed errors like :func:`run`."""
+    try:
+        return fn()
+    except GatewayError as exc:
+        fail(exc, as_json)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def confirm(prompt: str, word: str | None, yes: bool) -> None:
+    """Ask before a destructive step: ``--yes``, else a y/N question (or typing ``word``), read
+    from stdin; a closed stdin or any other answer refuses."""
+    if yes:
+        return
+    try:
+        if word is None:
+            if click.confirm(prompt, default=False, err=True):
+                return
+        else:
+            answer = click.prompt(f"{prompt}\nType '{word}' to confirm", default="", err=True,
+                                  show_default=False)  # fmt: skip
+            if answer.strip() == word:
+                return
+    except (click.Abort, EOFError):
+        pass
+    finally:
+        if not sys.stdin.isatty():
+            sys.stderr.write("\n")  # the answer was not echoed: end the prompt's line
+    raise NotConfirmed("not confirmed; nothing was changed")
