@@ -434,7 +434,9 @@ def _restore(
         dest.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
         os.replace(staging / rel, dest)
         if owner is not None:
-            os.chown(dest, *owner)
+            for d in [dest, *dest.relative_to(state_dir).parents]:
+                if d != Path("."):
+                    os.chown(state_dir / d, *owner)
         fsync_dir(dest.parent)
     report["restored"] = restored
     if cfg_staged is not None:

@@ -487,3 +487,33 @@ def test_state_json_helper_matches_jsonstate(tmp_path: Path) -> None:
     p = tmp_path / "x.json"
     p.write_text(_state_text("gateway-frame-counters", {"counters": {"k": 1}}))
     assert JsonState(p, "gateway-frame-counters", 1).load() == {"counters": {"k": 1}}
+
+
+# ----------------------------------------------------------------------------- radio service alone
+
+
+def test_a_radio_service_without_clients_lends_its_channel(box: Box, port_offset: int) -> None:
+    """With no other client, `--channel` moves the service's radio for the command and puts it
+    back afterwards."""
+    from drivers.emulator.tap import AirTap
+    from drivers.fcs import append_fcs
+    from tests.runtime.test_gwctl_helpers import Services, control_status
+
+    services = Services(box.root, box.env)
+    tap = AirTap(port_offset, channel=20)
+    try:
+        services.start(("radio",))
+        home = control_status(box.runtime, "radio")["radio"]["channel"]  # type: ignore[index]
+        assert home != 20
+        r = gwctl(
+            box.env, "radio", "send", "--channel", "20", "--hex", "4188073412ffff0100", "--json"
+        )
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["via"] == "radio-service" and doc["channel"] == 20 and doc["status"] == "success"
+        seen = [p for _n, _c, p in tap.poll(2.0)]
+        assert append_fcs(bytes.fromhex("4188073412ffff0100")) in seen
+        assert control_status(box.runtime, "radio")["radio"]["channel"] == home  # type: ignore[index]
+    finally:
+        tap.close()
+        services.stop()
