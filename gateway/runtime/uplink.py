@@ -698,10 +698,19 @@ class UplinkChange:
         return bool(self.changed & {CHANGE_INTERFACE, CHANGE_ADDRESSES})
 
     @property
+    def lost_addresses(self) -> frozenset[IPInterface]:
+        """Addresses the uplink had before and has no longer."""
+        return frozenset(self.old.addresses) - frozenset(self.new.addresses)
+
+    @property
     def reconnect(self) -> bool:
-        """Connections over the uplink may have broken (another interface, a link or route
-        outage, or an address change) and the uplink is usable now."""
-        return self.new.usable and bool(self.changed)
+        """Connections over the uplink may have broken and can be re-established now: the
+        uplink is usable and it is another interface, or its link or default route went away
+        (even if only for a moment), or it lost an address."""
+        if not self.new.usable:
+            return False
+        outage = self.changed & {CHANGE_INTERFACE, CHANGE_LINK, CHANGE_ROUTE}
+        return bool(outage or self.lost_addresses)
 
 
 # --- the netlink side -------------------------------------------------------------------------
@@ -1045,10 +1054,15 @@ class Uplink:
             try:
                 await self._backend.subscribe()
                 break
-            except OSError as exc:
+            except Exception as exc:
                 self.counters["errors"] += 1
                 delay = min(max(delay * 2, 0.5), 30.0)
-                LOG.warning("cannot reopen the netlink socket (%s); retrying in %.1f s", exc, delay)
+                LOG.warning(
+                    "cannot reopen the netlink socket (%s); retrying in %.1f s",
+                    exc,
+                    delay,
+                    exc_info=not isinstance(exc, OSError),
+                )
                 await asyncio.sleep(delay)
         self._need_resync = True
         self._dirty.set()
@@ -1058,14 +1072,18 @@ class Uplink:
         while True:
             try:
                 batch = await self._backend.receive()
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
+            except Exception as exc:
+                if isinstance(exc, OSError) and exc.errno == errno.ENOBUFS:
                     self.counters["overruns"] += 1
                     LOG.warning("netlink receive buffer overrun; resynchronising with a full dump")
                 else:
                     self.counters["errors"] += 1
                     failures += 1
-                    LOG.warning("netlink socket error (%s); reopening it", exc)
+                    LOG.warning(
+                        "netlink socket error (%s); reopening it",
+                        exc,
+                        exc_info=not isinstance(exc, OSError),
+                    )
                     await asyncio.sleep(min(0.05 * 2**failures, 30.0))
                 await self._resubscribe()
                 continue
@@ -1109,11 +1127,16 @@ class Uplink:
             if periodic or self._need_resync or self._view.resync_wanted:
                 try:
                     await self._resync()
-                except OSError as exc:
+                except Exception as exc:
                     self.counters["errors"] += 1
                     failures += 1
                     delay = min(0.25 * 2**failures, 30.0)
-                    LOG.warning("netlink dump failed (%s); retrying in %.1f s", exc, delay)
+                    LOG.warning(
+                        "netlink dump failed (%s); retrying in %.1f s",
+                        exc,
+                        delay,
+                        exc_info=not isinstance(exc, OSError),
+                    )
                     self._need_resync = True
                     await asyncio.sleep(delay)
                     self._dirty.set()

@@ -24,6 +24,7 @@ import json
 import logging
 import struct
 import zlib
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -44,6 +45,7 @@ from gateway.runtime.uplink import (
     NetView,
     RouteEvent,
     Uplink,
+    UplinkChange,
     UplinkError,
     UplinkState,
     compute_state,
@@ -786,6 +788,7 @@ async def test_burst_is_debounced_into_one_change() -> None:
         await asyncio.sleep(0.25)
         assert len(seen) == 1
         assert seen[0].changed == {CHANGE_ADDRESSES} and seen[0].rebind
+        assert not seen[0].reconnect  # only new addresses: connections are unaffected
         assert len(seen[0].old.ipv4) == 1 and len(seen[0].new.ipv4) == 11
         assert up.status()["monitor"]["changes"] == 1
 
@@ -841,6 +844,33 @@ async def test_socket_error_reopens_with_backoff() -> None:
         assert up.counters["errors"] == 2
         fake.announce(addr(3, "192.0.2.8/24"))
         await until(lambda: len(up.state.ipv4) == 2)
+
+
+async def test_unexpected_backend_exception_is_survived(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeBackend(base_kernel())
+    async with Uplink(backend=fake, debounce=0.02) as up:
+        fake.queue.put_nowait(RuntimeError("decoder bug"))
+        await until(lambda: fake.subscribes == 2)
+        fake.announce(addr(3, "192.0.2.8/24"))
+        await until(lambda: len(up.state.ipv4) == 2)
+        assert up.counters["errors"] == 1 and up.running
+    assert "decoder bug" in caplog.text
+
+
+def test_reconnect_and_rebind_hints() -> None:
+    a = UplinkState("auto", "wlan0", 3, True, "up", ip4("192.0.2.7/24"), (), True, False)
+    more = UplinkState(
+        "auto", "wlan0", 3, True, "up", ip4("192.0.2.7/24", "192.0.2.8/24"), (), True, False
+    )
+    fewer = UplinkChange(more, a, diff(more, a))
+    assert fewer.rebind and fewer.reconnect
+    assert fewer.lost_addresses == {ipaddress.IPv4Interface("192.0.2.8/24")}
+    added = UplinkChange(a, more, diff(a, more))
+    assert added.rebind and not added.reconnect and not added.lost_addresses
+    flapped = UplinkChange(a, a, frozenset({CHANGE_LINK}))  # down and up again, coalesced
+    assert flapped.reconnect and not flapped.rebind
+    down = replace(a, oper_up=False, operstate="down")
+    assert not UplinkChange(a, down, diff(a, down)).reconnect  # nothing to reconnect over yet
 
 
 async def test_events_during_a_dump_are_replayed_over_it() -> None:
