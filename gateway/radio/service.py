@@ -9,6 +9,7 @@ fans received frames out to subscriptions. Protocol: docs/sockets.md.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, replace
@@ -284,7 +285,8 @@ class RadioService(Service):
 
     async def _set_tx_power(self, _c: Connection, p: dict[str, Any]) -> dict[str, Any]:
         dbm = p.get("dbm")
-        if isinstance(dbm, bool) or not isinstance(dbm, int | float):
+        # JSON lets NaN and 1e400 (infinity) through; NaN configured the lowest power table step
+        if isinstance(dbm, bool) or not isinstance(dbm, int | float) or not math.isfinite(dbm):
             raise InvalidArgument("'dbm' must be a number")
         return {"dbm": await self._radio().set_tx_power(float(dbm))}
 
