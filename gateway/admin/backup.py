@@ -52,7 +52,6 @@ KNOWN_STATE_FORMATS = {"gateway-thread-network": 1, FRAME_COUNTERS_FORMAT: 1}
 # services register with it (gateway/border_router/service.py): restore raises these even when
 # neither the backup nor the current state has used them yet.
 RADIO_COUNTERS_FILE = "radio-frame-counters.json"
-KNOWN_KEY_IDS = ("thread-mac",)
 DEFAULT_INCREMENT = 100_000
 MAX_BACKUP_BYTES = 16 * 1024 * 1024
 MAX_STATE_FILES = 512
@@ -389,9 +388,6 @@ def _restore(
             )
             current = {}
         merged = {k: max(backed_up.get(k, 0), current.get(k, 0)) for k in backed_up | current}
-        if rel == RADIO_COUNTERS_FILE:
-            for kid in KNOWN_KEY_IDS:
-                merged.setdefault(kid, 0)
         staged.parent.mkdir(parents=True, exist_ok=True)
         JsonState(staged, FRAME_COUNTERS_FORMAT, 1).save({"counters": merged})
         store = FrameCounterStore(staged)

@@ -105,6 +105,9 @@ class JsonState:
         atomic_write(self.path, data, keep_backup=True)
 
 
+FLOOR_KEY = "*"
+
+
 class FrameCounterStore:
     """Outgoing frame counters that are never reused, even after ``kill -9`` or a power cut.
 
@@ -126,9 +129,17 @@ class FrameCounterStore:
         self._next: dict[str, int] = dict(counters)  # resume from the stored (reserved) mark
         self.writes = 0
 
+    @property
+    def floor(self) -> int:
+        """Where a key never used before starts (raised by :meth:`bump` after a restore, so a
+        key a restored backup did not know about cannot reuse counters either)."""
+        return self._stored.get(FLOOR_KEY, 0)
+
     def next(self, key_id: str) -> int:
         """Take the next counter value for ``key_id`` (persisting a new reserve when needed)."""
-        value = self._next.get(key_id, 0)
+        if key_id == FLOOR_KEY:
+            raise StateError(f"'{FLOOR_KEY}' is not a key id")
+        value = self._next.get(key_id, self.floor)
         if value > 0xFFFFFFFE:
             raise StateError(f"frame counter for {key_id} is exhausted; the key must change")
         if value >= self._stored.get(key_id, 0):
@@ -139,10 +150,13 @@ class FrameCounterStore:
         return value
 
     def peek(self, key_id: str) -> int:
-        return self._next.get(key_id, 0)
+        return self._next.get(key_id, self.floor)
 
     def bump(self, amount: int) -> None:
-        """After a restore: move every counter past anything a copy of this state may have used."""
+        """After a restore: move every counter past anything a copy of this state may have used,
+        keys it does not list included (through the floor)."""
+        top = max([self.floor, *self._stored.values(), *self._next.values()])
+        self._stored[FLOOR_KEY] = self._next[FLOOR_KEY] = top
         for k in set(self._stored) | set(self._next):
             # capped at the exhausted value: that key then refuses to count, while a larger
             # number would make the whole file unloadable and stop the service
