@@ -1,21 +1,44 @@
-"""The group owner service: cloud-server-based bootstrapping (CBSB) on the gateway's radio. This
-module holds the service shell: it attaches to the radio service, shares the gateway's Thread
-network (the credentials it delivers) and listens for CBSB frames (their own 6LoWPAN NALP
-dispatch). The cloud link and the join exchange plug in here."""
+"""The group owner service: cloud-server-based bootstrapping (CBSB-1) on the gateway's radio.
+
+It attaches to the radio service, shares the gateway's Thread network (the active dataset is what
+it delivers to things), registers with the cloud at first start and keeps a mutually
+authenticated link to it (``cloudlink``), opens bootstrapping windows the cloud grants and runs
+the joins on the radio (``bootstrap``), tells the user's app over the LAN (``lannotify``) and
+reports every result and error with the step of the draft's Figure 2 where it happened: to the
+app, to the cloud, to the journal and in ``gwctl bootstrap``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from typing import Any
 
+from gateway.errors import GatewayError
+from gateway.group_owner.bootstrap import Bootstrapper, RadioParams
+from gateway.group_owner.cloudapi import CloudApiError, CloudUnreachable, format_claim_code
+from gateway.group_owner.cloudlink import CloudLink
+from gateway.group_owner.identity import Pairing
+from gateway.group_owner.lannotify import LanNotifier
+from gateway.group_owner.steps import STATUS_STEP, STEPS, describe
 from gateway.radio.client import RadioClient, RxEvent
+from gateway.runtime.jsonline import Connection, Handler
+from gateway.runtime.logs import register_secret
 from gateway.runtime.network import load_or_create_network
 from gateway.runtime.service import Service, run_service
+from gateway.wire.cbsb import STATUS_HINTS, BeaconFlags, Delivery, Status
+from gateway.wire.cbsb_session import EnrolleeFound, JoinCompleted, JoinGrant
 from gateway.wire.dataset import ActiveDataset
 
 LOG = logging.getLogger(__name__)
+# aiocoap logs every connection release at INFO: keep the journal for what a technician needs.
+for _name in ("coap", "coap-server"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 CBSB_DISPATCH = 0x3C
+KEY_SEQUENCE = 0
+MAX_ERRORS = 50
 
 
 class GroupOwnerService(Service):
@@ -27,32 +50,258 @@ class GroupOwnerService(Service):
         self.radio = RadioClient(self.paths.radio_socket(), "group-owner")
         self.dataset: ActiveDataset | None = None
         self.cbsb_frames = 0
+        self.cloud: CloudLink | None = None
+        self.boot: Bootstrapper | None = None
+        self.pairing: Pairing | None = None
+        self.lan = LanNotifier()
+        self.errors: deque[dict[str, Any]] = deque(maxlen=MAX_ERRORS)
+        self.results: deque[dict[str, Any]] = deque(maxlen=MAX_ERRORS)
+        self._notify_targets: dict[bytes, str] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.set_phase("waiting for the radio service")
         await self.radio.start(timeout=60.0)
         self.set_phase("loading the Thread network")
-        self.dataset = load_or_create_network(self.settings)
+        self.dataset = ds = load_or_create_network(self.settings)
+        assert ds.channel is not None and ds.pan_id is not None
+        # The same channel and PAN as the border router: things join the gateway's network.
+        await self.radio.set_channel(ds.channel)
+        await self.radio.set_addresses(pan_id=ds.pan_id)
+        gw_id = bytes.fromhex(str(self.radio.info.get("ext_addr", "")))
+        if len(gw_id) != 8:
+            raise GatewayError("the radio service did not report the radio's EUI-64")
+        delivery = Delivery(thread_dataset=ds.to_bytes(), key_sequence=KEY_SEQUENCE).to_bytes()
+        self.pairing = Pairing(self.state_dir)
+        self.boot = Bootstrapper(self.radio, RadioParams(gw_id, ds.channel, ds.pan_id, delivery),
+                                 self)  # fmt: skip
+        self.cloud = CloudLink(self.state_dir, gw_id, self._on_cloud_event,
+                               self.settings.group_owner.cloud_url)  # fmt: skip
         queue = await self.radio.subscribe(dispatch=[CBSB_DISPATCH, CBSB_DISPATCH], secured=False)
         self.spawn(self._cbsb_rx(queue), "cbsb-rx")
+        self.spawn(self.boot.run(), "bootstrap")
+        self.spawn(self.cloud.run(), "cloud-link")
         self.set_phase("idle: no bootstrapping window open")
 
     async def _cbsb_rx(self, queue: asyncio.Queue[RxEvent]) -> None:
         while True:
-            await queue.get()
+            ev = await queue.get()
             self.cbsb_frames += 1
+            if self.boot is not None:
+                self.boot.on_rx(ev)
 
     async def stop(self) -> None:
+        await self.lan.close()
         await self.radio.close()
 
     async def healthy(self) -> bool:
         return self.radio.connected or not self.radio.closing
+
+    # --- cloud commands ----------------------------------------------------------------------
+
+    async def _on_cloud_event(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("kind")
+        boot = self.boot
+        assert boot is not None and self.pairing is not None
+        if kind == "paired":
+            k = bytes.fromhex(str(ev["k_appgw"]))
+            if len(k) == 32:
+                self.pairing.save(str(ev.get("owner") or ""), k)
+                LOG.info("paired with the app of %s", ev.get("owner"))
+            return
+        sid = bytes.fromhex(str(ev.get("sid", "")))
+        if len(sid) != 16:
+            return
+        if kind == "grant":
+            psks: dict[bytes, bytes] = {}
+            for d in ev.get("devices", []):
+                psk = bytes.fromhex(d["psk"])
+                register_secret(psk)
+                psks[bytes.fromhex(d["dev_id"])] = psk
+            window = float(ev.get("expires_in", 0))
+            if window < 2:
+                return
+            self._notify_targets[sid] = str(ev.get("notify") or "")
+            grant = JoinGrant(sid=sid, exp=int(ev["exp"]), mode=BeaconFlags(int(ev["mode"])),
+                              window_s=window, psks=psks)  # fmt: skip
+            self.set_phase(f"bootstrapping window open (session {sid.hex()[:8]})")
+            boot.open(grant)
+        elif kind == "psk":
+            psk = bytes.fromhex(str(ev["psk"]))
+            register_secret(psk)
+            boot.provide_psk(sid, bytes.fromhex(str(ev["dev_id"])), psk)
+        elif kind == "deny":
+            deny_psk = bytes.fromhex(str(ev["psk"])) if ev.get("psk") else None
+            boot.deny(sid, bytes.fromhex(str(ev["dev_id"])), deny_psk)
+        elif kind == "close":
+            boot.close(sid)
+        elif kind == "evict":
+            dev = str(ev.get("dev_id"))
+            LOG.warning("the cloud evicted thing %s (not bound in time)", dev)
+            self.results.append({"time": time.time(), "sid": sid.hex(), "dev_id": dev,
+                                 "result": "EVICTED"})  # fmt: skip
+
+    # --- hooks from the bootstrapper ---------------------------------------------------------
+
+    def _lan(self, sid: bytes, body: dict[str, Any]) -> None:
+        target = self._notify_targets.get(sid)
+        k = self.pairing.k_appgw if self.pairing is not None else None
+        if not target or k is None or self.boot is None:
+            return
+        body = {"v": 1, "gw_id": self.boot.params.gw_id.hex(), "ts": int(time.time()), **body}
+        self.spawn(self.lan.notify(target, k, sid, body), "lan-notify")
+
+    def window_open(self, sid: bytes, channel: int) -> None:
+        assert self.cloud is not None
+        self.cloud.post("gw/report", {"event": "window_open", "sid": sid.hex(), "channel": channel})
+        self._lan(sid, {"event": "window_open", "step": 4, "channel": channel})
+
+    def report(self, sid: bytes, status: Status, dev_id: bytes | None, epoch: int | None,
+               link: dict[str, int]) -> None:  # fmt: skip
+        step = STATUS_STEP.get(status, 0)
+        entry = {
+            "time": time.time(), "sid": sid.hex() if sid else None,
+            "dev_id": dev_id.hex() if dev_id else None, "status": status.name, "step": step,
+            "step_name": STEPS.get(step, ""), "epoch": epoch, "hint": STATUS_HINTS.get(status, ""),
+            **link,
+        }  # fmt: skip
+        if status != Status.WINDOW_EXPIRED:
+            self.errors.append(entry)
+        LOG.warning(
+            "bootstrap %s for %s: %s", status.name, dev_id.hex() if dev_id else "the session",
+            describe(status, step),
+            extra={"CBSB_STATUS": status.name, "CBSB_STEP": step,
+                   "CBSB_DEV_ID": dev_id.hex() if dev_id else "",
+                   "CBSB_SESSION": sid.hex()[:8] if sid else ""},
+        )  # fmt: skip
+        assert self.cloud is not None
+        body: dict[str, Any] = {"event": "report", "status": status.name, "step": step,
+                                "detail": STATUS_HINTS.get(status, "")}  # fmt: skip
+        if sid:
+            body["sid"] = sid.hex()
+        if dev_id:
+            body["dev_id"] = dev_id.hex()
+        if epoch is not None:
+            body["epoch"] = epoch
+        body.update(link)
+        self.cloud.post("gw/report", body)
+        if sid:
+            self._lan(sid, {"event": "report", "status": status.name, "step": step,
+                            "dev_id": dev_id.hex() if dev_id else None, "epoch": epoch,
+                            **link})  # fmt: skip
+
+    def enrollee(self, sid: bytes, found: EnrolleeFound) -> None:
+        self.spawn(self._enrollee(sid, found), "enrollee")
+
+    async def _enrollee(self, sid: bytes, found: EnrolleeFound) -> None:
+        """Discover mode (§10.6): the cloud verifies the proof and asks the user; 5 s timeout,
+        2 retries, then CLOUD_UNREACHABLE to the thing (hint), the app, gwctl and the journal."""
+        assert self.cloud is not None and self.boot is not None
+        body = {"sid": sid.hex(), "dev_id": found.dev_id.hex(), "epoch": found.epoch,
+                "m0": found.m0.hex(), "m1": found.m1.hex()}  # fmt: skip
+        res: dict[str, Any] | None = None
+        for _ in range(3):
+            try:
+                res = await self.cloud.call("gw/enrollee", body, timeout=5.0)
+                break
+            except CloudUnreachable:
+                await asyncio.sleep(0.3)
+            except CloudApiError as exc:
+                LOG.info("cloud refused enrollee %s: %s", found.dev_id.hex(), exc.message)
+                return
+        if res is None:
+            self.boot.hint_pending(sid, found.dev_id, Status.CLOUD_UNREACHABLE)
+            self.report(sid, Status.CLOUD_UNREACHABLE, found.dev_id, found.epoch, {})
+            return
+        result = res.get("result")
+        psk = bytes.fromhex(res["psk"]) if isinstance(res.get("psk"), str) else None
+        if psk is not None:
+            register_secret(psk)
+        if result == "psk" and psk is not None:
+            self.boot.provide_psk(sid, found.dev_id, psk)
+        elif result in ("denied", "unknown", "auth_failed"):
+            self.boot.deny(sid, found.dev_id, psk if result == "denied" else None)
+        elif result == "pending":
+            self._lan(sid, {"event": "found", "step": 3, "dev_id": found.dev_id.hex()})
+
+    def joined(self, sid: bytes, done: JoinCompleted, link: dict[str, int]) -> None:
+        assert self.cloud is not None
+        LOG.info("thing %s joined (session %s)", done.dev_id.hex(), sid.hex()[:8])
+        self.results.append({"time": time.time(), "sid": sid.hex(), "dev_id": done.dev_id.hex(),
+                             "result": "JOINED", **link})  # fmt: skip
+        self.cloud.post("gw/joined", {
+            "sid": sid.hex(), "dev_id": done.dev_id.hex(), "epoch": done.epoch,
+            "n_t": done.n_t.hex(), "bp": done.bind_proof.hex(), "caps": done.caps,
+            "m0": done.m0.hex(),
+        })  # fmt: skip
+        self._lan(sid, {"event": "joined", "status": "OK", "step": 9, "dev_id": done.dev_id.hex(),
+                        "bp": done.bind_proof.hex(), "epoch": done.epoch, **link})  # fmt: skip
+
+    def ended(self, sid: bytes, status: Status) -> None:
+        assert self.cloud is not None
+        LOG.info("bootstrapping window closed (session %s): %s", sid.hex()[:8], status.name)
+        self.set_phase("idle: no bootstrapping window open")
+        self.cloud.post("gw/report", {"event": "ended", "sid": sid.hex(), "status": status.name,
+                                      "step": STATUS_STEP.get(status, 0)})  # fmt: skip
+        self._lan(sid, {"event": "ended", "status": status.name})
+
+    # --- status and control ------------------------------------------------------------------
+
+    def bootstrap_status(self) -> dict[str, Any]:
+        cloud = self.cloud.status() if self.cloud is not None else None
+        factory = self.cloud.factory if self.cloud is not None else None
+        paired = self.pairing is not None and self.pairing.k_appgw is not None
+        out: dict[str, Any] = {
+            "gw_id": self.boot.params.gw_id.hex() if self.boot else None,
+            "channel": self.boot.params.channel if self.boot else None,
+            "serial": factory.serial if factory else None,
+            # the code printed on the box, shown until the app claimed the gateway
+            "claim_code": format_claim_code(factory.claim_code.replace("-", ""))
+            if factory and not paired
+            else None,
+            "paired": paired,
+            "owner": self.pairing.owner if self.pairing and paired else None,
+            "cloud": cloud,
+            "errors": list(self.errors)[-10:],
+            "results": list(self.results)[-20:],
+            "lan_notify": {
+                "sent": self.lan.sent,
+                "acked": self.lan.acked,
+                "unacked": self.lan.unacked,
+            },  # fmt: skip
+        }
+        if self.boot is not None:
+            out.update(self.boot.snapshot())
+        return out
 
     def status(self) -> dict[str, Any]:
         return {
             "radio_connected": self.radio.connected,
             "radio_reconnects": self.radio.reconnects,
             "cbsb_frames": self.cbsb_frames,
+            "cbsb": self.bootstrap_status(),
+        }
+
+    def methods(self) -> dict[str, Handler]:
+        async def bootstrap(_c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
+            return self.bootstrap_status()
+
+        async def bootstrap_errors(_c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
+            return {"errors": list(self.errors)}
+
+        async def bootstrap_close(_c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
+            s = self.boot.session if self.boot is not None else None
+            if s is None:
+                return {"closed": None}
+            assert self.boot is not None
+            self.boot.close(s.sid)
+            return {"closed": s.sid.hex()}
+
+        return {
+            "bootstrap": bootstrap,
+            "bootstrap_errors": bootstrap_errors,
+            "bootstrap_close": bootstrap_close,
         }
 
 

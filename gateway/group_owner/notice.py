@@ -1,0 +1,97 @@
+"""LAN notifications from the gateway to the user's app (draft step 9; cloud-bootstrap.md §10.7).
+
+A notification is a hint: the cloud stays authoritative. It is sealed so that nobody else on the
+LAN can read or forge it (AES-128-GCM under ``K_note = HKDF(K_appgw, salt = sid, info =
+"cbsb1 notify", 16)``, where ``K_appgw`` is the key the app and the gateway share since the app
+claimed the gateway) and carried in a CoAP POST to ``/cbsb/v1/notify``; the app answers with a
+sealed acknowledgement of the notification's id, which stops the repeats.
+
+Sans-IO: bytes in, values out.
+
+Wire format (all lengths in bytes)::
+
+    kind(1) = 0x01 notice / 0x02 ack ‖ session tag(8) = SHA-256("cbsb1 sid" ‖ sid)[0:8]
+    ‖ nonce(12, random) ‖ AES-GCM(K_note, nonce, JSON body, AAD = "cbsb1 notify" ‖ kind ‖ tag)
+
+The random 96-bit nonce needs no counter state on either side (the gateway keeps sessions in RAM
+only); a session sends a few hundred notifications at most, far below GCM's random-nonce limit.
+Replays are harmless: the app treats a notification id it has seen as a duplicate, and a body
+only says what the cloud can confirm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gateway.crypto.cbsb_keys import hkdf_sha256
+from gateway.errors import CryptoError, ParseError
+
+KIND_NOTICE = 0x01
+KIND_ACK = 0x02
+TAG_LEN = 8
+NONCE_LEN = 12
+HEADER_LEN = 1 + TAG_LEN + NONCE_LEN
+MAX_NOTICE = 2048
+NOTIFY_PATH = ("cbsb", "v1", "notify")
+_AAD = b"cbsb1 notify"
+
+
+def session_tag(sid: bytes) -> bytes:
+    return hashlib.sha256(b"cbsb1 sid" + sid).digest()[:TAG_LEN]
+
+
+def notify_key(k_appgw: bytes, sid: bytes) -> bytes:
+    if len(k_appgw) != 32 or len(sid) != 16:
+        raise CryptoError("K_appgw must be 32 bytes and sid 16 bytes")
+    return hkdf_sha256(k_appgw, sid, b"cbsb1 notify", 16)
+
+
+def seal(
+    k_appgw: bytes, sid: bytes, body: dict[str, Any], kind: int = KIND_NOTICE,
+    rng: Callable[[int], bytes] = os.urandom,
+) -> bytes:  # fmt: skip
+    header = bytes((kind,)) + session_tag(sid)
+    nonce = rng(NONCE_LEN)
+    plain = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+    ct = AESGCM(notify_key(k_appgw, sid)).encrypt(nonce, plain, _AAD + header)
+    return header + nonce + ct
+
+
+def peek(data: bytes) -> tuple[int, bytes]:
+    """(kind, session tag) of a sealed notice or ack, so the receiver can pick the key."""
+    if not isinstance(data, bytes | bytearray) or not HEADER_LEN + 16 <= len(data) <= MAX_NOTICE:
+        raise ParseError("a notification has a header, a nonce and a tag")
+    kind = data[0]
+    if kind not in (KIND_NOTICE, KIND_ACK):
+        raise ParseError("unknown notification kind")
+    return kind, bytes(data[1 : 1 + TAG_LEN])
+
+
+def open_sealed(k_appgw: bytes, sid: bytes, data: bytes) -> tuple[int, dict[str, Any]]:
+    """(kind, body); ParseError for malformed bytes, CryptoError for anything not sealed under
+    this session's key."""
+    kind, tag = peek(data)
+    if tag != session_tag(sid):
+        raise CryptoError("the notification is for another session")
+    header = bytes(data[: 1 + TAG_LEN])
+    nonce = bytes(data[1 + TAG_LEN : HEADER_LEN])
+    try:
+        plain = AESGCM(notify_key(k_appgw, sid)).decrypt(
+            nonce, bytes(data[HEADER_LEN:]), _AAD + header
+        )
+    except InvalidTag:
+        raise CryptoError("the notification does not authenticate") from None
+    try:
+        body = json.loads(plain.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ParseError("the notification body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ParseError("the notification body must be an object")
+    return kind, body

@@ -1,0 +1,3 @@
+from gateway.peers.app.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,443 @@
+"""python -m gateway.peers.app [--state DIR] [--json] {login,claim,gateways,devices,bootstrap} ...
+
+The draft's steps from the user's side: 1 start and listen, 2 notify the cloud, (3-8 happen
+between the cloud, the gateway and the thing; the app follows them through the cloud's session
+events and the gateway's LAN notifications), 9 the result arrives, 10 bind the thing at the cloud.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import CryptoError, GatewayError, ParseError
+from gateway.group_owner import notice
+from gateway.group_owner.cloudapi import (
+    BadClaimCode,
+    CloudApiError,
+    CloudUnreachable,
+    CoapJsonClient,
+    client_tls_context,
+    normalize_claim_code,
+    parse_thing_qr,
+)
+from gateway.group_owner.steps import STEPS, describe
+
+DEFAULT_STATE = Path(os.environ.get("CBSB_APP_STATE", "~/.config/cbsb-app")).expanduser()
+DEFAULT_LISTEN = "127.0.0.1:5683"
+
+# What the app says for errors of the cloud API, in a home user's words.
+API_WORDS = {
+    "UNAUTHORIZED": "You are not logged in (or your login expired). Log in again.",
+    "BAD_LOGIN": "Wrong user name or password.",
+    "LOCKED": "Too many wrong passwords. Wait a minute and try again.",
+    "BAD_CLAIM_CODE": "That code is not valid. Check it on the label.",
+    "UNKNOWN_GATEWAY": "No gateway has that code. Check the code on the box.",
+    "OWNED_ELSEWHERE": "This belongs to someone else's account. Its owner must release it first.",
+    "NOT_YOUR_GATEWAY": "That gateway is not yours. Claim it first with the code on its box.",
+    "GATEWAY_NOT_REGISTERED": "Your gateway has not connected to the cloud yet. Is it on and online?",
+    "CLOUD_DENIED": "The cloud refused the thing: its setup code does not match.",
+    "BIND_REJECTED": "The cloud refused to add the thing to your account.",
+    "RATE_LIMITED": "Too many attempts. Wait a few minutes and try again.",
+    "NOT_YOUR_SESSION": "That bootstrapping session is not yours.",
+}
+
+
+class App:
+    def __init__(self, state_dir: Path, as_json: bool) -> None:
+        self.state_dir = state_dir
+        self.as_json = as_json
+        self.path = state_dir / "app.json"
+        self.state: dict[str, Any] = {}
+        if self.path.exists():
+            self.state = json.loads(self.path.read_text())
+
+    def save(self) -> None:
+        from gateway.runtime.state import atomic_write
+
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(self.path, json.dumps(self.state, indent=1).encode(), mode=0o600)
+
+    def say(self, message: str, step: int | None = None, **fields: Any) -> None:
+        if self.as_json:
+            print(json.dumps({"t": round(time.time(), 3), "step": step, "message": message,
+                              **fields}), flush=True)  # fmt: skip
+        else:
+            prefix = f"[step {step}] " if step else ""
+            print(prefix + message, flush=True)
+
+    def client(self) -> CoapJsonClient:
+        url, ca = self.state.get("cloud_url"), self.state.get("cloud_ca")
+        if not url or not ca:
+            raise GatewayError("the app does not know its cloud yet",
+                               hint="Log in first with --cloud URL --ca FILE.")  # fmt: skip
+        return CoapJsonClient(url, client_tls_context(ca), timeout=15.0)
+
+    def token(self) -> str:
+        tok = self.state.get("token")
+        if not tok:
+            raise CloudApiError("UNAUTHORIZED", "not logged in")
+        return str(tok)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+async def cmd_login(app: App, args: argparse.Namespace) -> int:
+    if args.cloud:
+        app.state["cloud_url"] = args.cloud
+    if args.ca_pem:
+        app.state["cloud_ca"] = args.ca_pem
+    password = args.password
+    client = app.client()
+    try:
+        res = await client.call("login", {"user": args.user, "password": password})
+    finally:
+        await client.close()
+    app.state.update(token=res["token"], user=args.user)
+    app.save()
+    app.say(f"Logged in as {args.user}.", user=args.user)
+    return 0
+
+
+async def cmd_claim(app: App, args: argparse.Namespace) -> int:
+    code = normalize_claim_code(args.code)  # typos are caught here, before the cloud sees them
+    client = app.client()
+    try:
+        res = await client.call("gateways/claim", {"token": app.token(), "claim_code": code})
+    finally:
+        await client.close()
+    gws = app.state.setdefault("gateways", {})
+    gws[res["serial"]] = {"eui64": res.get("eui64"), "k_appgw": res["k_appgw"]}
+    app.save()
+    app.say(f"Gateway {res['serial']} is now yours; the app and the gateway share a key.",
+            serial=res["serial"], eui64=res.get("eui64"))  # fmt: skip
+    return 0
+
+
+async def cmd_list(app: App, args: argparse.Namespace) -> int:
+    client = app.client()
+    path = "gateways/list" if args.cmd == "gateways" else "devices/list"
+    try:
+        res = await client.call(path, {"token": app.token()})
+    finally:
+        await client.close()
+    key = "gateways" if args.cmd == "gateways" else "devices"
+    if app.as_json:
+        print(json.dumps(res))
+    else:
+        for item in res.get(key, []):
+            print("  ".join(f"{k}={v}" for k, v in item.items()))
+        if not res.get(key):
+            print(f"no {key}")
+    return 0
+
+
+class _NotifyResource:
+    """The app's LAN endpoint: opens sealed notifications of its session, acknowledges them."""
+
+    def __init__(self, k_appgw: bytes, sid: bytes, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self.k_appgw = k_appgw
+        self.sid = sid
+        self.queue = queue
+        self.seen: set[str] = set()
+        self.forged = 0
+
+    def resource(self) -> Any:
+        import aiocoap
+        import aiocoap.resource as resource
+
+        outer = self
+
+        class Notify(resource.Resource):  # type: ignore[misc]
+            async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+                try:
+                    kind, body = notice.open_sealed(outer.k_appgw, outer.sid, request.payload)
+                except (ParseError, CryptoError):
+                    outer.forged += 1
+                    return aiocoap.Message(code=aiocoap.UNAUTHORIZED)
+                nid = str(body.get("id", ""))
+                if kind == notice.KIND_NOTICE and nid not in outer.seen:
+                    outer.seen.add(nid)
+                    outer.queue.put_nowait(body)
+                ack = notice.seal(outer.k_appgw, outer.sid, {"id": nid}, notice.KIND_ACK)
+                return aiocoap.Message(code=aiocoap.CHANGED, payload=ack)
+
+        return Notify()
+
+
+async def cmd_bootstrap(app: App, args: argparse.Namespace) -> int:
+    import aiocoap
+    import aiocoap.resource as resource
+
+    serial = args.gateway or next(iter(app.state.get("gateways", {})), None)
+    gw = app.state.get("gateways", {}).get(serial)
+    if not serial or gw is None:
+        raise GatewayError(
+            "claim your gateway first", hint="python -m gateway.peers.app claim CODE"
+        )
+    k_appgw = bytes.fromhex(gw["k_appgw"])
+    devices = [parse_thing_qr(q) for q in args.qr]
+    if not devices and not args.discover:
+        raise GatewayError("say which things to add (--qr CODE, from their labels) or --discover")
+    expect = args.expect or len(devices) or 1
+    host, _, port = args.listen.rpartition(":")
+    lan_queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    client = app.client()
+    server: Any = None
+    bound: set[str] = set()
+    failed: dict[str, str] = {}
+    tokens: dict[str, str] = {}
+    sid_hex = ""
+    try:
+        # Step 1: listen on the LAN first, so no notification can be missed.
+        site = resource.Site()
+        notify = _NotifyResource(k_appgw, b"\0" * 16, lan_queue)
+        site.add_resource(list(notice.NOTIFY_PATH), notify.resource())
+        server = await aiocoap.Context.create_server_context(
+            site, bind=(host.strip("[]"), int(port)), transports=["udp6"]
+        )
+        app.say(f"Listening for your gateway on the LAN ({args.listen}).", 1, event="listen")
+        # Step 2: notify the cloud.
+        body: dict[str, Any] = {
+            "token": app.token(), "gateway": serial,
+            "mode": "discover" if args.discover else "targeted",
+            "devices": [{"dev_id": d.hex(), "claim_code": c} for d, c in devices],
+            "window_s": args.window, "notify": args.notify or args.listen, "pfs": not args.no_pfs,
+        }  # fmt: skip
+        res = await client.call("sessions/open", body)
+        sid_hex = res["sid"]
+        notify.sid = bytes.fromhex(sid_hex)
+        tokens = dict(res.get("bind_tokens", {}))
+        what = f"{len(devices)} thing(s)" if devices else "any new thing (you confirm each)"
+        app.say(f"Asked the cloud to bootstrap {what} through gateway {serial}; the window is "
+                f"open for {res['window_s']} s.", 2, event="session", sid=sid_hex)  # fmt: skip
+        deadline = time.monotonic() + (args.timeout or res["window_s"] + 60)
+        after = 0
+        pending_lan: asyncio.Task[dict[str, Any]] | None = None
+        pending_cloud: asyncio.Task[dict[str, Any]] | None = None
+        seen_steps: set[tuple[int, str]] = set()
+        bp_of: dict[str, str] = {}
+        window_over = False
+
+        def once(step: int, key: str, message: str, **fields: Any) -> None:
+            if (step, key) not in seen_steps:
+                seen_steps.add((step, key))
+                app.say(message, step, **fields)
+
+        async def bind(dev: str, bp: str, source: str) -> None:
+            if dev in bound or dev in failed:
+                return
+            bp_of[dev] = bp
+            once(9, dev, f"Thing {dev} received the network credentials (told by {source}).",
+                 event="joined", dev_id=dev, source=source)  # fmt: skip
+            tok = tokens.get(dev)
+            if tok is None:
+                return
+            try:
+                await client.call("sessions/bind", {"token": app.token(), "sid": sid_hex,
+                                                    "dev_id": dev, "bind_token": tok, "bp": bp})  # fmt: skip
+            except CloudApiError as exc:
+                failed[dev] = exc.reason
+                app.say(f"Could not add thing {dev} to your account: "
+                        f"{API_WORDS.get(exc.reason, exc.message)}", 10, event="bind_failed",
+                        dev_id=dev, reason=exc.reason)  # fmt: skip
+                return
+            bound.add(dev)
+            app.say(f"Thing {dev} is now yours: the cloud bound it to your account.", 10,
+                    event="bound", dev_id=dev)  # fmt: skip
+
+        async def confirm(dev: str, model: str) -> None:
+            accept = args.yes or dev in args.accept
+            if not accept and not args.yes and sys.stdin.isatty() and not app.as_json:
+                ans = await asyncio.to_thread(input, f"A new thing {dev} ({model}) wants to join "
+                                              "your network. Add it? [y/N] ")  # fmt: skip
+                accept = ans.strip().lower().startswith("y")
+            r = await client.call("sessions/confirm", {"token": app.token(), "sid": sid_hex,
+                                                       "dev_id": dev, "accept": accept})  # fmt: skip
+            if accept:
+                tokens[dev] = r["bind_token"]
+                app.say(f"You confirmed thing {dev}; the cloud sends its key to the gateway.", 3,
+                        event="confirmed", dev_id=dev)  # fmt: skip
+            else:
+                failed[dev] = "REJECTED_BY_USER"
+                app.say(f"Thing {dev} was refused.", 3, event="refused", dev_id=dev)
+
+        async def handle(ev: dict[str, Any], source: str) -> None:
+            nonlocal window_over
+            kind = ev.get("kind") or ev.get("event")
+            dev = ev.get("dev_id")
+            if kind == "delivered":
+                once(3, "", "The cloud created the thing keys (PSK) and sent them to your gateway.",
+                     event="delivered")  # fmt: skip
+            elif kind == "window_open":
+                once(4, "", f"Your gateway is broadcasting its RandomKey (channel "
+                     f"{ev.get('channel')}). Now press the pairing button on your thing(s).",
+                     event="window_open", channel=ev.get("channel"))  # fmt: skip
+                once(5, "", "Waiting for your thing(s) to look for the gateway (steps 5-8).",
+                     event="waiting")  # fmt: skip
+            elif kind == "found" and isinstance(dev, str) and source == "the cloud":
+                await confirm(dev, str(ev.get("model", "")))
+            elif kind == "joined" and isinstance(dev, str) and isinstance(ev.get("bp"), str):
+                await bind(dev, ev["bp"], source)
+            elif kind == "report" and ev.get("status"):
+                st, step = str(ev["status"]), ev.get("step")
+                once(int(step or 0), f"{st}/{dev}",
+                     f"{'Thing ' + str(dev) + ': ' if dev else ''}{describe(st, step)}",
+                     event="report", status=st, dev_id=dev, source=source)  # fmt: skip
+            elif kind in ("ended", "closed"):
+                window_over = True
+                st = ev.get("status") or ev.get("reason") or ""
+                once(0, "ended", f"The bootstrapping window closed ({st}).", event="ended",
+                     status=st)  # fmt: skip
+            elif kind == "evicted" and isinstance(dev, str):
+                failed.setdefault(dev, "EVICTED")
+
+        def done() -> bool:
+            if devices:
+                return all(d.hex() in bound or d.hex() in failed for d, _ in devices)
+            return len(bound) >= expect
+
+        while not done() and time.monotonic() < deadline:
+            if pending_lan is None:
+                pending_lan = asyncio.ensure_future(lan_queue.get())
+            if pending_cloud is None:
+                pending_cloud = asyncio.ensure_future(client.call(
+                    "sessions/events", {"token": app.token(), "sid": sid_hex, "after": after,
+                                        "wait_s": 10}, timeout=20))  # fmt: skip
+            finished, _ = await asyncio.wait({pending_lan, pending_cloud},
+                                             timeout=max(0.0, deadline - time.monotonic()),
+                                             return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            if pending_lan in finished:
+                await handle(pending_lan.result(), "your gateway over the LAN")
+                pending_lan = None
+            if pending_cloud in finished:
+                task, pending_cloud = pending_cloud, None
+                try:
+                    r = task.result()
+                except CloudUnreachable as exc:
+                    app.say(
+                        f"Cannot reach the cloud ({exc.message}); retrying.", event="cloud_down"
+                    )
+                    await asyncio.sleep(1.0)
+                    continue
+                after = r.get("last", after)
+                for ev in r.get("events", []):
+                    await handle(ev, "the cloud")
+                if r.get("state") == "closed" or (window_over and not devices):
+                    break
+        for t in (pending_lan, pending_cloud):
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(BaseException):
+                    await t
+    finally:
+        if sid_hex:
+            with contextlib.suppress(GatewayError):
+                await client.call("sessions/close", {"token": app.token(), "sid": sid_hex})
+        await client.close()
+        if server is not None:
+            await server.shutdown()
+    missing = [d.hex() for d, _ in devices if d.hex() not in bound]
+    ok = (not missing) if devices else len(bound) >= expect
+    if ok:
+        app.say(f"Done: {len(bound)} thing(s) added to your account.", event="done",
+                bound=sorted(bound))  # fmt: skip
+    else:
+        app.say(f"Not everything worked: bound {sorted(bound)}, not bound "
+                f"{sorted(missing) if devices else []}; see the messages above for the step that "
+                f"failed.", event="failed", bound=sorted(bound), failed=failed)  # fmt: skip
+    return 0 if ok else 1
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m gateway.peers.app",
+        description="The user's app for cloud-based bootstrapping: claim your gateway, add "
+        "things to your network, and see each step.",
+        epilog="Steps: " + "; ".join(f"{n} {t}" for n, t in STEPS.items()),
+    )
+    p.add_argument(
+        "--state", type=Path, default=DEFAULT_STATE, help="where the app keeps its login"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON line per message")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    lg = sub.add_parser("login", help="log in to your cloud account")
+    lg.add_argument("--user", required=True)
+    lg.add_argument("--password-file")
+    lg.add_argument("--cloud", help="cloud URL, e.g. coaps+tcp://cloud.example:5684")
+    lg.add_argument("--ca", help="the cloud's CA certificate (PEM file)")
+    cl = sub.add_parser("claim", help="claim your gateway with the code on its box")
+    cl.add_argument("code")
+    sub.add_parser("gateways", help="list your gateways")
+    sub.add_parser("devices", help="list the things bound to your account")
+    b = sub.add_parser("bootstrap", help="add things to your network")
+    b.add_argument("--gateway", help="gateway serial (default: your first gateway)")
+    b.add_argument("--qr", action="append", default=[], metavar="CODE",
+                   help="a thing's setup code (CBSB1:...), from its label; repeatable")  # fmt: skip
+    b.add_argument("--discover", action="store_true", help="find new things; confirm each")
+    b.add_argument("--yes", action="store_true", help="accept every thing found (discover)")
+    b.add_argument("--accept", action="append", default=[], metavar="DEV_ID")
+    b.add_argument("--expect", type=int, default=0, help="discover: stop after this many")
+    b.add_argument("--window", type=int, default=180, help="seconds the gateway accepts things")
+    b.add_argument("--listen", default=DEFAULT_LISTEN, help="LAN address for the gateway's notice")
+    b.add_argument("--notify", help="address the gateway sends to (default: --listen)")
+    b.add_argument("--timeout", type=float, default=0.0, help="give up after (default window+60)")
+    b.add_argument("--no-pfs", action="store_true", help="allow joins without forward secrecy")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.cmd is None:
+        parser.print_help()
+        return 0
+    try:
+        app = App(args.state, args.json)
+    except (OSError, ValueError) as exc:
+        print(f"app: cannot read the app state: {exc}", file=sys.stderr)
+        return 1
+    if args.cmd == "login":
+        try:
+            args.ca_pem = Path(args.ca).read_text() if args.ca else None
+            args.password = (
+                Path(args.password_file).read_text().strip() if args.password_file else ""
+            )
+        except OSError as exc:
+            print(f"app: {exc}", file=sys.stderr)
+            return 2
+        if not args.password:
+            import getpass
+
+            args.password = getpass.getpass("password: ")
+    commands = {"login": cmd_login, "claim": cmd_claim, "gateways": cmd_list,
+                "devices": cmd_list, "bootstrap": cmd_bootstrap}  # fmt: skip
+    try:
+        return asyncio.run(commands[args.cmd](app, args))
+    except CloudApiError as exc:
+        app.say(f"The cloud said no: {API_WORDS.get(exc.reason, exc.message)}", event="error",
+                reason=exc.reason, detail=exc.message)  # fmt: skip
+        return 1
+    except CloudUnreachable as exc:
+        app.say(f"Cannot reach the cloud: {exc.message}. Check your Internet connection.",
+                event="error", reason="CLOUD_UNREACHABLE")  # fmt: skip
+        return 8
+    except BadClaimCode as exc:
+        app.say(f"{exc.message}. {exc.hint}", event="error", reason="BAD_CLAIM_CODE")
+        return 2
+    except GatewayError as exc:
+        app.say(f"{exc.message}. {exc.hint}".strip(), event="error", reason=exc.code)
+        return 1
+    except KeyboardInterrupt:
+        return 130

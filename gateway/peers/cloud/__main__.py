@@ -1,0 +1,3 @@
+from gateway.peers.cloud.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,263 @@
+"""The reference thing, CBSB side: a device on its own emulated AT86RF233 that bootstraps through
+the gateway's group owner (draft steps 5-8).
+
+    python -m gateway.peers.thing cbsb --radio URL --dev-id HEX --k-dev-file F --out FILE
+
+It waits for its bootstrap-mode trigger (at once by default; ``--wait-trigger``: SIGUSR1, like a
+pairing button), scans the channels with Beacon Requests (or only listens with ``--passive``),
+joins the first acceptable gateway with :class:`~gateway.wire.cbsb_session.ThingJoin`, commits
+only on the final message (M4) and then writes the delivered credentials to ``--out`` (mode 0600,
+atomically). A gateway that fails it (no answer, responses that do not verify, an authenticated
+abort, the fail-safe) is blacklisted for this run and the scan goes on; staged credentials are
+discarded (fail-safe rollback) and nothing is written.
+
+It uses a random, locally administered MAC address for discovery and the join (docs/cbsb.md §8 N1);
+its identity travels only in M1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import GatewayError, ParseError
+from gateway.wire.cbsb import STATUS_HINTS, Beacon, MsgType, Status, peek_type
+from gateway.wire.cbsb_session import (
+    Committed,
+    Output,
+    Progress,
+    Send,
+    SetChannel,
+    ThingFailed,
+    ThingIdentity,
+    ThingJoin,
+    ThingTimers,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_RADIO = 6
+
+
+@dataclass
+class ThingResult:
+    ok: bool
+    status: str
+    elapsed_s: float  # from the trigger to the commit (or failure)
+    gw_id: str | None = None
+    channel: int | None = None
+    counters: dict[str, int] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "status": self.status, "elapsed_s": round(self.elapsed_s, 4),
+                "gw_id": self.gw_id, "channel": self.channel, "counters": self.counters or {},
+                "hint": STATUS_HINTS.get(Status[self.status], "") if self.status in Status.__members__
+                else ""}  # fmt: skip
+
+
+def _random_ext() -> bytes:
+    raw = bytearray(os.urandom(8))
+    raw[0] = (raw[0] & 0xFC) | 0x02  # locally administered, unicast
+    return bytes(raw)
+
+
+def write_credentials(path: Path, c: Committed, channel: int | None) -> None:
+    from gateway.runtime.state import atomic_write
+
+    d = c.delivery
+    doc: dict[str, Any] = {
+        "format": "cbsb-thing-credentials", "version": 1, "gw_id": c.gw_id.hex(),
+        "sid": c.sid.hex(), "channel": channel, "committed_at": time.time(),
+        "active_dataset": d.thread_dataset.hex() if d.thread_dataset is not None else None,
+        "key_sequence": d.key_sequence, "k_link": c.k_link.hex(),
+    }  # fmt: skip
+    if d.link is not None:
+        doc["link"] = {"network_key": d.link.network_key.hex(), "key_seq": d.link.key_seq,
+                       "pan_id": d.link.pan_id, "short_addr": d.link.short_addr,
+                       "channel": d.link.channel, "lease_s": d.link.lease_s}  # fmt: skip
+    atomic_write(path, json.dumps(doc, indent=1).encode() + b"\n", mode=0o600)
+
+
+async def run_thing(
+    radio: Any,
+    identity: ThingIdentity,
+    *,
+    out: Path | None = None,
+    channels: tuple[int, ...] = tuple(range(11, 27)),
+    active: bool = True,
+    pfs: bool = False,
+    timers: ThingTimers | None = None,
+    trigger: asyncio.Event | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> ThingResult:
+    """Bootstrap one thing on an opened radio (``drivers.radio.Radio``)."""
+    from gateway.group_owner.bootstrap import cbsb_mac_frame, parse_cbsb_mac
+
+    loop = asyncio.get_running_loop()
+    ext = _random_ext()
+    await radio.set_addresses(ext_addr=ext, pan_id=0xFFFF)
+    pan_of: dict[bytes, int] = {}
+    current_pan = 0xFFFF
+    channel: int | None = None
+    result: ThingResult | None = None
+    with radio.subscribe(maxsize=512) as sub:
+        if trigger is not None:
+            await trigger.wait()
+        t0 = loop.time()
+        thing = ThingJoin(identity, timers=timers, channels=channels, active=active, pfs=pfs)
+
+        async def apply(outputs: list[Output]) -> None:
+            nonlocal current_pan, channel, result
+            for o in outputs:
+                if isinstance(o, SetChannel):
+                    await radio.set_channel(o.channel)
+                    channel = o.channel
+                elif isinstance(o, Send):
+                    pan = pan_of.get(o.dst, 0xFFFF) if o.dst is not None else 0xFFFF
+                    if o.dst is not None and pan != current_pan:
+                        # Answers from the gateway come to our address on its join PAN.
+                        await radio.set_addresses(pan_id=pan)
+                        current_pan = pan
+                    try:
+                        await radio.transmit(cbsb_mac_frame(o.payload, ext, o.dst, pan))
+                    except GatewayError:
+                        pass  # a lost frame; the state machine retransmits
+                elif isinstance(o, Progress):
+                    if on_progress is not None:
+                        on_progress(o.stage)
+                elif isinstance(o, Committed):
+                    elapsed = loop.time() - t0
+                    if out is not None:
+                        write_credentials(out, o, channel)
+                    result = ThingResult(True, Status.OK.name, elapsed, o.gw_id.hex(), channel,
+                                         dict(thing.counters))  # fmt: skip
+                elif isinstance(o, ThingFailed):
+                    result = ThingResult(False, o.status.name, loop.time() - t0, None, channel,
+                                         dict(thing.counters))  # fmt: skip
+
+        await apply(thing.start(loop.time()))
+        while result is None:
+            deadline = thing.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            frame = await sub.get(timeout)
+            now = loop.time()
+            if frame is not None:
+                parsed = parse_cbsb_mac(frame.psdu) if frame.crc_ok else None
+                if parsed is not None:
+                    src, payload = parsed
+                    if src is not None and peek_type(payload) == MsgType.BEACON:
+                        with contextlib.suppress(ParseError):
+                            pan_of[src] = Beacon.from_bytes(payload).pan_id
+                    await apply(thing.handle_frame(now, src, payload))
+            d = thing.next_deadline()
+            if d is not None and d <= loop.time():
+                await apply(thing.poll(loop.time()))
+            elif deadline is None and frame is None:
+                break
+    return result or ThingResult(False, Status.PROTOCOL_ERROR.name, loop.time() - t0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m gateway.peers.thing cbsb",
+        description="A thing on an emulated radio that bootstraps through the gateway's group "
+        "owner with CBSB-1 (cloud-based secure bootstrapping) and stores the Thread network "
+        "credentials it receives.",
+    )
+    p.add_argument("--radio", required=True, metavar="URL",
+                   help="its own radio, e.g. emulated:?node=5&port_offset=K")  # fmt: skip
+    p.add_argument("--dev-id", required=True, help="the thing's EUI-64 (16 hex digits)")
+    p.add_argument("--k-dev-file", type=Path, required=True,
+                   help="file with the 32-byte factory key K_dev (hex)")  # fmt: skip
+    p.add_argument("--out", type=Path, help="write the committed credentials here (0600)")
+    p.add_argument("--channels", default="11-26", help="channels to scan, e.g. 11-26 or 15,20")
+    p.add_argument("--passive", action="store_true", help="listen for beacons only")
+    p.add_argument("--pfs", action="store_true", help="always use the X25519 profile")
+    p.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
+    p.add_argument("--dwell-ms", type=float, default=50.0, help="active scan time per channel")
+    p.add_argument("--wait-trigger", action="store_true",
+                   help="wait for SIGUSR1 (the pairing button) before bootstrapping")  # fmt: skip
+    p.add_argument(
+        "--json", action="store_true", help="print progress and the result as JSON lines"
+    )
+    return p
+
+
+def _channels(text: str) -> tuple[int, ...]:
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        lo, hi = int(a), int(b or a)
+        out.extend(range(lo, hi + 1))
+    if not out or any(not 11 <= c <= 26 for c in out):
+        raise ValueError("channels must be within 11..26")
+    return tuple(out)
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        dev_id = bytes.fromhex(args.dev_id)
+        k_dev = bytes.fromhex(args.k_dev_file.read_text().strip())
+        identity = ThingIdentity(dev_id, k_dev)
+        channels = _channels(args.channels)
+    except (OSError, ValueError, GatewayError) as exc:
+        print(f"thing: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    def say(kind: str, **fields: Any) -> None:
+        if args.json:
+            print(json.dumps({"event": kind, "t": round(time.time(), 4), **fields}), flush=True)
+        elif kind == "progress":
+            print(f"thing {dev_id.hex()}: {fields['stage']}", flush=True)
+
+    async def run() -> int:
+        from drivers.radio import open_radio
+
+        radio = open_radio(args.radio)
+        try:
+            await radio.open()
+        except GatewayError as exc:
+            print(f"thing: cannot open the radio: {exc.message}", file=sys.stderr)
+            return EXIT_RADIO
+        try:
+            trigger: asyncio.Event | None = None
+            if args.wait_trigger:
+                trigger = asyncio.Event()
+                asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, trigger.set)
+                say("ready")
+                if not args.json:
+                    print(f"thing {dev_id.hex()}: waiting for the pairing button (SIGUSR1)",
+                          flush=True)  # fmt: skip
+            timers = ThingTimers(dwell_s=args.dwell_ms / 1000, deadline_s=args.timeout)
+            res = await run_thing(
+                radio, identity, out=args.out, channels=channels, active=not args.passive,
+                pfs=args.pfs, timers=timers, trigger=trigger,
+                on_progress=lambda stage: say("progress", stage=stage),
+            )  # fmt: skip
+        finally:
+            await radio.close()
+        if args.json:
+            say("result", **res.as_dict())
+        elif res.ok:
+            print(f"thing {dev_id.hex()}: joined gateway {res.gw_id} in {res.elapsed_s:.2f} s; "
+                  f"credentials in {args.out}", flush=True)  # fmt: skip
+        else:
+            print(f"thing {dev_id.hex()}: bootstrapping failed ({res.status}): "
+                  f"{STATUS_HINTS.get(Status[res.status], '')}", flush=True)  # fmt: skip
+        return EXIT_OK if res.ok else EXIT_FAILED
+
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(run())
+    return EXIT_FAILED
