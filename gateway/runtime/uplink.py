@@ -212,26 +212,38 @@ def _int(value: Any) -> int | None:
 
 
 def _get(msg: Any, key: str) -> Any:
+    """A field of the message. pyroute2 messages are dicts whose ``get`` searches attributes
+    too (slow); the plain dict lookup is the field."""
+    if isinstance(msg, dict):
+        return dict.get(msg, key)
     try:
         return msg.get(key)
     except Exception:  # noqa: BLE001 - a foreign object: treat as absent
         return None
 
 
-def _attrs(msg: Any) -> dict[str, Any]:
-    """The message's netlink attributes by name (first occurrence wins)."""
+def _attrs(msg: Any, wanted: frozenset[str]) -> dict[str, Any]:
+    """The wanted netlink attributes by name (first occurrence wins). Only these are decoded:
+    pyroute2 decodes an attribute's value when it is read, and a link message carries dozens."""
     out: dict[str, Any] = {}
     raw = _get(msg, "attrs")
     if not isinstance(raw, list | tuple):
         return out
     for item in raw:
         try:
-            name, value = item[0], item[1]
-        except (TypeError, IndexError, KeyError):
+            name = item[0]
+            if name in wanted and name not in out:
+                out[name] = item[1]
+        except Exception:  # noqa: BLE001, S112 - a malformed attribute is skipped
             continue
-        if isinstance(name, str) and name not in out:
-            out[name] = value
     return out
+
+
+_LINK_ATTRS: Final = frozenset({"IFLA_IFNAME", "IFLA_OPERSTATE"})
+_ADDR_ATTRS: Final = frozenset({"IFA_LOCAL", "IFA_ADDRESS", "IFA_FLAGS"})
+_ROUTE_ATTRS: Final = frozenset(
+    {"RTA_TABLE", "RTA_GATEWAY", "RTA_PRIORITY", "RTA_OIF", "RTA_MULTIPATH"}
+)
 
 
 def _msg_type(msg: Any) -> int | None:
@@ -265,7 +277,7 @@ def _parse_link(msg: Any, deleted: bool) -> LinkEvent | None:
     index = _int(_get(msg, "index"))
     if index is None or index <= 0:
         return None
-    attrs = _attrs(msg)
+    attrs = _attrs(msg, _LINK_ATTRS)
     name = attrs.get("IFLA_IFNAME")
     if not isinstance(name, str) or not 0 < len(name) <= 64:
         name = None
@@ -279,7 +291,7 @@ def _parse_addr(msg: Any, deleted: bool) -> AddrEvent | None:
     prefixlen = _int(_get(msg, "prefixlen"))
     if family not in (AF_INET, AF_INET6) or index is None or index <= 0 or prefixlen is None:
         return None
-    attrs = _attrs(msg)
+    attrs = _attrs(msg, _ADDR_ATTRS)
     # IFA_LOCAL is the local address; IFA_ADDRESS is the peer on point-to-point links and the
     # local address otherwise (if_addr.h)
     text = attrs.get("IFA_LOCAL") or attrs.get("IFA_ADDRESS")
@@ -319,7 +331,7 @@ def _parse_route(msg: Any, deleted: bool) -> RouteEvent | None:
     dst_len = _int(_get(msg, "dst_len"))
     if family not in (AF_INET, AF_INET6) or dst_len is None:
         return None
-    attrs = _attrs(msg)
+    attrs = _attrs(msg, _ROUTE_ATTRS)
     table = _int(attrs.get("RTA_TABLE"))
     if table is None:
         table = _int(_get(msg, "table")) or 0
@@ -731,6 +743,9 @@ class NetlinkBackend(Protocol):
     async def close(self) -> None: ...
 
 
+_YIELD_EVERY: Final = 64  # messages handled between two yields to the event loop
+
+
 def _netlink_error(exc: BaseException) -> OSError:
     code = getattr(exc, "code", None)
     return OSError(code if isinstance(code, int) else errno.EPROTO, str(exc) or type(exc).__name__)
@@ -809,6 +824,9 @@ class PyRoute2Backend:
                         if _header_flags(msg) & NLM_F_DUMP_INTR:
                             interrupted = True  # the kernel changed the table mid-dump
                         messages.append(msg)
+                        if len(messages) % _YIELD_EVERY == 0:
+                            # queued datagrams are parsed without suspending: let others run
+                            await asyncio.sleep(0)
                 if not interrupted:
                     break
             return messages
@@ -1037,9 +1055,16 @@ class Uplink:
         self._replay = []
         try:
             messages = await self._backend.dump()
+            view = NetView()
+            for count, msg in enumerate(messages, 1):
+                event = parse_message(msg)
+                if event is not None:
+                    view.apply(event)
+                if count % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a big table must not stall the event loop
+            view.resync_wanted = False
         finally:
             replay, self._replay = self._replay, None
-        view = NetView.from_messages(messages)
         for event in replay:
             view.apply(event)
         self._view = view
