@@ -8,6 +8,7 @@ fans received frames out to subscriptions. Protocol: docs/sockets.md.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -49,6 +50,14 @@ class _Key:
 
     def __repr__(self) -> str:
         return f"_Key({self.key_id!r}, mode {self.key_id_mode}, index {self.key_index})"
+
+    @property
+    def counter_id(self) -> str:
+        """Where this key's outgoing frame counter is kept: a fingerprint of the key itself, not
+        the client's name for it, so the same key registered under another name (after a client
+        restart, say) continues its counter instead of reusing nonces. One-way: no key material
+        can be recovered from it."""
+        return "key-" + hashlib.sha256(b"gateway frame counter\x00" + self.key).hexdigest()[:16]
 
 
 class RadioService(Service):
@@ -118,7 +127,8 @@ class RadioService(Service):
             }
         out["mac"] = dict(self.stats)
         if self.counters_store is not None:
-            out["frame_counters"] = self.counters_store.snapshot()
+            store = self.counters_store
+            out["frame_counters"] = {k.key_id: store.peek(k.counter_id) for k in self._keys.values()}
         return out
 
     def methods(self) -> dict[str, Handler]:
@@ -356,7 +366,7 @@ class RadioService(Service):
                 raise InvalidArgument("unknown 'key_id': register the key first")
             level = int_param(sec_p, "level", 1, 7, 5)
             assert self.counters_store is not None
-            fc = self.counters_store.next(key.key_id)  # persisted before the frame leaves
+            fc = self.counters_store.next(key.counter_id)  # persisted before the frame leaves
             aux = AuxSecurityHeader(level, key.key_id_mode, fc, key.key_source, key.key_index)
             try:
                 frame = secure(replace(frame, security=aux), key.key, ext_src=self.ext_addr)
