@@ -1994,7 +1994,8 @@ class Result:
     corpus: int = 0
     edges: int = 0
     findings: dict[tuple[str, str], Finding] = field(default_factory=dict)
-    slowest: float = 0.0
+    slowest: float = 0.0  # seconds of the slowest execution (wall clock, noisy)
+    slowest_input: bytes = b""
 
     @property
     def rate(self) -> float:
@@ -2026,6 +2027,17 @@ def check(target: Target, data: bytes, timeout: float | None = None) -> BaseExce
         if armed:
             signal.setitimer(signal.ITIMER_REAL, 0)
     return None
+
+
+def retime(target: Target, data: bytes, runs: int = 3) -> float:
+    """The best of ``runs`` timed executions (without tracing): the input's own cost, not a
+    scheduler hiccup's or the garbage collector's."""
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        check(target, data)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def _key(exc: BaseException) -> tuple[str, str]:
@@ -2104,7 +2116,8 @@ def fuzz(
             else:
                 exc = check(target, data, timeout)
             elapsed = time.perf_counter() - t0
-            result.slowest = max(result.slowest, elapsed)
+            if elapsed > result.slowest:
+                result.slowest, result.slowest_input = elapsed, data
             result.executions += 1
             if exc is not None:
                 key = _key(exc)
@@ -2128,6 +2141,7 @@ def fuzz(
                 left = saved_timer - (time.monotonic() - start)
                 signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
     result.seconds = time.monotonic() - start
+    result.slowest = retime(target, result.slowest_input)
     result.corpus = len(corpus)
     result.edges = len(coverage.edges) if coverage is not None else 0
     return result
@@ -2147,6 +2161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-guidance", action="store_true", help="no coverage feedback")
     parser.add_argument("--timeout", type=float, default=5.0, help="per-input limit in s (5)")
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
+    parser.add_argument("--repro", metavar="HEX", help="run one input on --target, show the trace")
+    parser.add_argument(
+        "--slow-ms", type=float, default=50.0, help="show inputs slower than this (50)"
+    )
     args = parser.parse_args(argv)
     if args.list:
         for t in TARGETS.values():
@@ -2157,6 +2175,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
         parser.error(f"unknown target(s): {', '.join(unknown)} (see --list)")
+    if args.repro is not None:
+        if len(names) != 1:
+            parser.error("--repro needs exactly one --target")
+        exc = check(TARGETS[names[0]], bytes.fromhex(args.repro))
+        if exc is None:
+            print("no unexpected exception")
+            return 0
+        traceback.print_exception(exc)
+        return 1
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     print(
         f"seed {seed}, {args.seconds:g} s per target, guidance {'off' if args.no_guidance else 'on'}"
@@ -2165,6 +2192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'target':34} {'execs':>9} {'execs/s':>9} {'corpus':>7} {'edges':>6} {'slowest':>8}  findings"
     )
     findings: list[Finding] = []
+    slow: list[str] = []
     total_execs, total_time = 0, 0.0
     for i, name in enumerate(names):
         result = fuzz(
@@ -2174,6 +2202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             guided=not args.no_guidance,
             timeout=args.timeout,
         )
+        if result.slowest * 1000 > args.slow_ms:
+            slow.append(f"{name}: {result.slowest * 1000:.0f} ms for {result.slowest_input.hex()}")
         total_execs += result.executions
         total_time += result.seconds
         findings += result.findings.values()
@@ -2183,6 +2213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
     print(f"{'total':34} {total_execs:9d} {total_execs / max(total_time, 1e-9):9.0f}")
+    for line in slow:
+        print(f"\nSLOW {line}")
     for finding in findings:
         print(f"\nFINDING ({finding.count}x) {finding.describe()}")
     return 1 if findings else 0
