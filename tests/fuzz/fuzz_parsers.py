@@ -2029,13 +2029,13 @@ def check(target: Target, data: bytes, timeout: float | None = None) -> BaseExce
     return None
 
 
-def retime(target: Target, data: bytes, runs: int = 3) -> float:
+def retime(target: Target, data: bytes, timeout: float | None, runs: int = 3) -> float:
     """The best of ``runs`` timed executions (without tracing): the input's own cost, not a
     scheduler hiccup's or the garbage collector's."""
     best = float("inf")
     for _ in range(runs):
         t0 = time.perf_counter()
-        check(target, data)
+        check(target, data, timeout)
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -2133,6 +2133,8 @@ def fuzz(
                     corpus.append(data)
                 else:
                     corpus[rng.randrange(len(seeds), len(corpus))] = data
+        result.seconds = time.monotonic() - start
+        result.slowest = retime(target, result.slowest_input, timeout)
     finally:
         if old_handler is not None:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -2140,8 +2142,6 @@ def fuzz(
             if saved_timer > 0:
                 left = saved_timer - (time.monotonic() - start)
                 signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
-    result.seconds = time.monotonic() - start
-    result.slowest = retime(target, result.slowest_input)
     result.corpus = len(corpus)
     result.edges = len(coverage.edges) if coverage is not None else 0
     return result
