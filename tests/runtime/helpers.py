@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -129,12 +130,22 @@ class NotifySocket:
         self.sock.close()
 
 
+def own_netns_possible() -> bool:
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
 @dataclass
 class ServiceProcess:
+    """One service process. The border router and group owner run in a network namespace of
+    their own when possible (root): they listen on fixed ports (the border agent's UDP 49191,
+    mDNS) that other tests, or a gateway running on the same machine, may hold. They reach the
+    radio service through its Unix socket, which a network namespace does not separate."""
+
     install: Install
     service: str
     env: dict[str, str] = field(default_factory=dict)
     notify: bool = True
+    netns: bool | None = None
     proc: subprocess.Popen[bytes] | None = None
     notify_socket: NotifySocket | None = None
     started_at: float = 0.0
@@ -154,8 +165,13 @@ class ServiceProcess:
             extra["NOTIFY_SOCKET"] = str(self.notify_socket.path)
         self._stderr = open(self.stderr_path, "ab")  # noqa: SIM115 - closed in wait()
         self.started_at = time.monotonic()
+        cmd = [sys.executable, "-m", MODULES[self.service]]
+        netns = self.netns if self.netns is not None else self.service != "radio"
+        if netns and own_netns_possible():
+            # unshare and sh exec in place: the pid stays the service's own
+            cmd = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up; exec "$0" "$@"', *cmd]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", MODULES[self.service]],
+            cmd,
             env=self.install.environ(**extra),
             cwd=self.install.root,
             stdin=subprocess.DEVNULL,
@@ -288,7 +304,11 @@ class LineClient:
     def __init__(self, path: Path, timeout: float = 5.0) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(str(path))
+        try:
+            self.sock.connect(str(path))
+        except BaseException:
+            self.sock.close()
+            raise
         self.timeout = timeout
         self.buf = b""
         self.events: list[dict[str, Any]] = []
@@ -353,9 +373,9 @@ class LineClient:
         self.send_raw(json.dumps(msg).encode() + b"\n")
         return req_id
 
-    def call(self, method: str, timeout: float | None = None, **params: Any) -> dict[str, Any]:
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
         """The whole reply object (``result`` or ``error``)."""
-        return self.reply(self.request(method, params), timeout)
+        return self.reply(self.request(method, params))
 
     def result(self, method: str, **params: Any) -> Any:
         reply = self.call(method, **params)
@@ -387,3 +407,16 @@ def vm_rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for {pid}")
+
+
+@contextlib.contextmanager
+def temp_install(port_offset: int, **kw: Any) -> Iterator[Install]:
+    """An installation in a short directory under /tmp (Unix socket paths are limited to 107
+    bytes, and pytest's own temporary paths can be long), removed afterwards."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="gw-rt-", dir="/tmp"))
+    try:
+        yield Install(root, port_offset, **kw)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
