@@ -40,8 +40,9 @@ def interface_addresses(uplink: str) -> list[str]:
                     continue  # zeroconf needs a scope for those; IPv4 and global IPv6 suffice
             else:
                 addr = ip.ip
-            if uplink == "auto" and ipaddress.ip_address(addr).is_loopback:
-                continue
+            loopback = ipaddress.ip_address(addr).is_loopback
+            if loopback and (uplink == "auto" or ":" in addr):
+                continue  # IPv6 multicast does not work on loopback
             out.append(addr)
     if not out and uplink == "auto":
         out = ["127.0.0.1"]

@@ -444,7 +444,7 @@ class BorderRouterService(Service):
         entry = c.add_joiner(
             pskd, eui64=eui, timeout=timeout if timeout is not None else 120.0, now=self._now()
         )
-        core._pump_native(self._now())
+        core.pump_native(self._now())
         self._flush()
         return entry.as_dict(self._now())
 
@@ -452,16 +452,24 @@ class BorderRouterService(Service):
         c = self._core().native_active()
         eui = _parse_eui64(p.get("eui64", "*"))
         removed = c.remove_joiner(eui64=eui, now=self._now())
-        self._core()._pump_native(self._now())
+        self._core().pump_native(self._now())
         self._flush()
         return {"removed": removed}
 
     async def _m_joiner_wait(self, _c: Connection, p: dict[str, Any]) -> dict[str, Any]:
         """Wait until a joiner (``eui64`` or ``*`` for any) is finalized or fails."""
-        self._core().native_active()
+        c = self._core().native_active()
         eui = _parse_eui64(p.get("eui64", "*"))
         key = "*" if eui is None else f"eui64 {eui.hex()}"
         timeout = _float_param(p, "timeout", 0.1, 3600.0) or 60.0
+        entry = c.joiners.get(key)
+        if entry is not None and entry.last_result is not None and not p.get("next", False):
+            if entry.last_error is not None:
+                raise entry.last_error
+            if entry.last_result != "joined":
+                raise CommissioningError(f"joiner {key}: {entry.last_result}")
+            return {"joiner_id": entry.joiner_id.hex() if entry.joiner_id else None,
+                    "entry": key, "result": "joined"}  # fmt: skip
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters.append((key, fut))
         try:

@@ -177,6 +177,7 @@ class JoinerEntry:
     joined: int = 0
     joined_at: float | None = None
     last_result: str | None = None
+    last_error: CommissioningError | None = None
 
     def __post_init__(self) -> None:
         self.pskd = validate_pskd(self.pskd)
@@ -715,6 +716,7 @@ class Commissioner:
         self._send_to_joiner(s, replies, kek=s.kek)
         s.finalized_at = now
         s.entry.last_result = "joined" if accept else "rejected (provisioning URL)"
+        s.entry.last_error = None
         if accept:
             s.entry.joined += 1
             s.entry.joined_at = now
@@ -740,14 +742,9 @@ class Commissioner:
             return
         self.counters["vanished"] += 1
         s.entry.last_result = "vanished"
-        self._events.append(
-            JoinerEvent(
-                "failed",
-                s.joiner_id,
-                s.entry.key,
-                JoinerVanished(f"joiner {s.joiner_id.hex()} vanished mid-handshake ({failure})"),
-            )
-        )
+        err = JoinerVanished(f"joiner {s.joiner_id.hex()} vanished mid-handshake ({failure})")
+        s.entry.last_error = err
+        self._events.append(JoinerEvent("failed", s.joiner_id, s.entry.key, err))
 
     def _on_failure(self, s: _JoinerSession, error: DtlsError, now: float) -> None:
         self._sessions.pop(s.iid, None)
@@ -760,25 +757,15 @@ class Commissioner:
         if isinstance(error, DtlsAuthenticationError):
             self.counters["wrong_pskd"] += 1
             s.entry.last_result = "wrong PSKd"
+            wrong = WrongPskd(f"joiner {s.joiner_id.hex()} used a different joining code (PSKd)")
+            s.entry.last_error = wrong
             self._record_failure(s.entry, now)
-            self._events.append(
-                JoinerEvent(
-                    "failed",
-                    s.joiner_id,
-                    s.entry.key,
-                    WrongPskd(f"joiner {s.joiner_id.hex()} used a different joining code (PSKd)"),
-                )
-            )
+            self._events.append(JoinerEvent("failed", s.joiner_id, s.entry.key, wrong))
             return
         s.entry.last_result = "handshake failed"
-        self._events.append(
-            JoinerEvent(
-                "failed",
-                s.joiner_id,
-                s.entry.key,
-                CommissioningError(f"joiner {s.joiner_id.hex()}: {error.message}"),
-            )
-        )
+        other = CommissioningError(f"joiner {s.joiner_id.hex()}: {error.message}")
+        s.entry.last_error = other
+        self._events.append(JoinerEvent("failed", s.joiner_id, s.entry.key, other))
 
     def _record_failure(self, entry: JoinerEntry, now: float) -> None:
         rl = self.rate_limit

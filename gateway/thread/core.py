@@ -304,7 +304,7 @@ class BorderRouterCore:
         if self.native is not None:
             for _peer, msg in self.border_agent.local_messages():
                 self.native.receive_management(msg, now)
-            self._pump_native(now)
+            self.pump_native(now)
 
     def _queue_joiner(
         self, packet: Any, dst: ExtAddress, security: LinkSecurity, kek: bytes | None, what: str
@@ -338,7 +338,7 @@ class BorderRouterCore:
         self.native = Commissioner(commissioner_id, rng=self.rng, **kw)
         self.border_agent.open_local(NATIVE_PEER, now)
         self.native.start(now)
-        self._pump_native(now)
+        self.pump_native(now)
         return self.native
 
     def native_active(self) -> Commissioner:
@@ -352,11 +352,11 @@ class BorderRouterCore:
         if c is None:
             return
         c.stop(now)
-        self._pump_native(now)
+        self.pump_native(now)
         self.border_agent.close(NATIVE_PEER, now, "closed")
         self._flush_ba(now)
 
-    def _pump_native(self, now: float) -> None:
+    def pump_native(self, now: float) -> None:
         c = self.native
         if c is None:
             return
@@ -432,7 +432,7 @@ class BorderRouterCore:
             self._say(f"joiner router: entrusting {f.joiner} failed: {f.reason}", "warning", f)
         if self.native is not None:
             self.native.poll(now)
-            self._pump_native(now)
+            self.pump_native(now)
 
     # -- status ---------------------------------------------------------------------------------
 
