@@ -105,7 +105,10 @@ class Bootstrapper:
         self.counters: Counter[str] = Counter()
         self.last_session: dict[str, Any] | None = None
         self._inbox: asyncio.Queue[Callable[[float], list[Output]]] = asyncio.Queue(1024)
-        self._txq: asyncio.Queue[Send] = asyncio.Queue(1024)
+        # Beacons go first: a beacon answering a Beacon Request is useless once the thing has
+        # moved on to the next channel (50 ms), while join frames are retransmitted anyway.
+        self._txq: asyncio.PriorityQueue[tuple[int, int, Send]] = asyncio.PriorityQueue(1024)
+        self._tx_seq = 0
         self._links: dict[bytes, tuple[int, int]] = {}  # MAC source -> (rssi, lqi)
         self._dev_src: dict[bytes, bytes] = {}  # dev_id -> MAC source of its last M1
         self._radio_error_at = float("-inf")
@@ -238,8 +241,9 @@ class Bootstrapper:
         ended = False
         for o in outputs:
             if isinstance(o, Send):
+                self._tx_seq += 1
                 try:
-                    self._txq.put_nowait(o)
+                    self._txq.put_nowait((0 if o.dst is None else 1, self._tx_seq, o))
                 except asyncio.QueueFull:
                     self.counters["tx_queue_full"] += 1
             elif isinstance(o, Report):
@@ -264,7 +268,7 @@ class Bootstrapper:
     async def _tx_loop(self) -> None:
         p = self.params
         while True:
-            send = await self._txq.get()
+            _prio, _seq, send = await self._txq.get()
             frame = cbsb_mac_frame(send.payload, p.gw_id, send.dst, p.pan_id)
             t0 = time.monotonic()
             try:

@@ -228,8 +228,11 @@ class Stack:
         return control_call(self.control_socket("group-owner"), method, 5.0, **params)
 
     def wait_cloud_link(self, timeout: float = 30) -> dict[str, Any]:
-        return dict(wait_until(lambda: self.go()["cloud"]["state"] == "connected" and self.go(),
-                               timeout, "the group owner's cloud link"))  # fmt: skip
+        def linked() -> Any:
+            st = self.go()
+            return st if (st.get("cloud") or {}).get("state") == "connected" else None
+
+        return dict(wait_until(linked, timeout, "the group owner's cloud link"))
 
     # --- the app and things ------------------------------------------------------------------
 

@@ -22,9 +22,11 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_RADIO = 6
+REQUEST_JITTER_S = 0.005
 
 
 @dataclass
@@ -105,12 +108,19 @@ async def run_thing(
     from gateway.group_owner.bootstrap import cbsb_mac_frame, parse_cbsb_mac
 
     loop = asyncio.get_running_loop()
+    rand = random.Random(int.from_bytes(os.urandom(8), "big"))
+    # Things triggered together must not sweep in lockstep: their Beacon Requests would collide
+    # on every channel. Each starts its sweep at a random channel and sends each request after a
+    # few random milliseconds (the gateway answers with one broadcast beacon for all of them).
+    start = rand.randrange(len(channels))
+    channels = channels[start:] + channels[:start]
     ext = _random_ext()
     await radio.set_addresses(ext_addr=ext, pan_id=0xFFFF)
     pan_of: dict[bytes, int] = {}
     current_pan = 0xFFFF
     channel: int | None = None
     result: ThingResult | None = None
+    shell: Counter[str] = Counter()
     with radio.subscribe(maxsize=512) as sub:
         if trigger is not None:
             await trigger.wait()
@@ -129,10 +139,15 @@ async def run_thing(
                         # Answers from the gateway come to our address on its join PAN.
                         await radio.set_addresses(pan_id=pan)
                         current_pan = pan
+                    if o.dst is None and peek_type(o.payload) == MsgType.BEACON_REQUEST:
+                        await asyncio.sleep(rand.uniform(0.0, REQUEST_JITTER_S))
+                    shell["tx"] += 1
                     try:
-                        await radio.transmit(cbsb_mac_frame(o.payload, ext, o.dst, pan))
+                        res = await radio.transmit(cbsb_mac_frame(o.payload, ext, o.dst, pan))
+                        if not res.ok:
+                            shell[f"tx_{res.status.value}"] += 1
                     except GatewayError:
-                        pass  # a lost frame; the state machine retransmits
+                        shell["tx_error"] += 1  # a lost frame; the state machine retransmits
                 elif isinstance(o, Progress):
                     if on_progress is not None:
                         on_progress(o.stage)
@@ -141,10 +156,10 @@ async def run_thing(
                     if out is not None:
                         write_credentials(out, o, channel)
                     result = ThingResult(True, Status.OK.name, elapsed, o.gw_id.hex(), channel,
-                                         dict(thing.counters))  # fmt: skip
+                                         dict(thing.counters + shell))  # fmt: skip
                 elif isinstance(o, ThingFailed):
                     result = ThingResult(False, o.status.name, loop.time() - t0, None, channel,
-                                         dict(thing.counters))  # fmt: skip
+                                         dict(thing.counters + shell))  # fmt: skip
 
         await apply(thing.start(loop.time()))
         while result is None:
@@ -156,6 +171,7 @@ async def run_thing(
                 parsed = parse_cbsb_mac(frame.psdu) if frame.crc_ok else None
                 if parsed is not None:
                     src, payload = parsed
+                    shell["rx"] += 1
                     if src is not None and peek_type(payload) == MsgType.BEACON:
                         with contextlib.suppress(ParseError):
                             pan_of[src] = Beacon.from_bytes(payload).pan_id
