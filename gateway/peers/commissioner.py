@@ -129,6 +129,7 @@ class CommissionerPeer:
         self._task: asyncio.Task[None] | None = None
         self._state_change = asyncio.Event()
         self._waiters: list[_Waiter] = []
+        self._unclaimed: list[JoinerEvent] = []
         self.error: CommissioningError | None = None
         # Tests and diagnostics: send nothing (keep-alives included) while still listening, as a
         # commissioner whose uplink went silent.
@@ -210,6 +211,12 @@ class CommissionerPeer:
         """The next ``finalize`` event for that joiner (``None``: any joiner); a joiner failure
         for it raises its typed error (:class:`~gateway.thread.errors.WrongPskd`, ...)."""
         key = "*" if eui64 is None else f"eui64 {eui64.hex()}"
+        for ev in self._unclaimed:  # a result that came before anyone waited for it
+            if key in ("*", ev.entry):
+                self._unclaimed.remove(ev)
+                if ev.error is not None:
+                    raise ev.error
+                return ev
         fut: asyncio.Future[JoinerEvent] = asyncio.get_running_loop().create_future()
         w = _Waiter(key, fut)
         self._waiters.append(w)
@@ -284,13 +291,18 @@ class CommissionerPeer:
                 )
             )
             if ev.kind in ("finalize", "failed"):
+                claimed = False
                 for w in self._waiters:
                     if w.future.done() or (w.key != "*" and w.key != ev.entry):
                         continue
+                    claimed = True
                     if ev.error is not None:
                         w.future.set_exception(ev.error)
                     else:
                         w.future.set_result(ev)
+                if not claimed:
+                    self._unclaimed.append(ev)
+                    del self._unclaimed[:-64]
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
