@@ -74,10 +74,9 @@ _READ_AS = {"O": "0", "I": "1", "L": "1"}
 CLAIM_SYMBOLS = 10  # nine random symbols (45 bits) and one Luhn mod 32 check symbol
 
 
-def _luhn_mod_n(symbols: list[int]) -> int:
-    """The Luhn mod N check symbol (N = 32) over ``symbols``: it catches every single-symbol
-    error and every transposition of two adjacent symbols."""
-    n = len(_ALPHABET)
+def luhn_mod_n(symbols: list[int], n: int = len(_ALPHABET)) -> int:
+    """The Luhn mod N check symbol over ``symbols`` (values 0..n-1; N = 32 for claim codes): it
+    catches every single-symbol error and every transposition of two adjacent symbols."""
     total = 0
     factor = 2
     for v in reversed(symbols):
@@ -89,7 +88,7 @@ def _luhn_mod_n(symbols: list[int]) -> int:
 
 def new_claim_code() -> str:
     vals = [secrets.randbelow(len(_ALPHABET)) for _ in range(CLAIM_SYMBOLS - 1)]
-    vals.append(_luhn_mod_n(vals))
+    vals.append(luhn_mod_n(vals))
     return "".join(_ALPHABET[v] for v in vals)
 
 
@@ -109,7 +108,7 @@ def normalize_claim_code(text: str) -> str:
     if bad:
         raise BadClaimCode(f"a claim code cannot contain {', '.join(repr(c) for c in bad)}")
     vals = [_INDEX[ch] for ch in raw]
-    if _luhn_mod_n(vals[:-1]) != vals[-1]:
+    if luhn_mod_n(vals[:-1]) != vals[-1]:
         raise BadClaimCode("this claim code has a typo (its check symbol does not match)")
     return raw
 

@@ -22,7 +22,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from gateway.crypto.cbsb_keys import (
     CTR_ABORT_G2T,
@@ -906,7 +906,7 @@ class GatewaySession:
         out.append(Send(build_hint(status, dev_id, m1.n_t), pend.src))
         return out
 
-    def snapshot(self, now: float) -> dict[str, object]:
+    def snapshot(self, now: float) -> dict[str, Any]:
         """What the session is doing, for status pages: no key, PSK or nonce, only identifiers,
         states and counters."""
         joins = [
