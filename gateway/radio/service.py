@@ -190,7 +190,9 @@ class RadioService(Service):
         assert sec is not None
         key = self._rx_keys.get((sec.key_id_mode, sec.key_index, sec.key_source))
         event["decrypted"] = False
-        if key is None:
+        if key is None or sec.mic_length == 0:
+            # levels 0 and 4 carry no MIC: nothing shows the sender holds the key, so such a
+            # frame is neither reported as the key's nor allowed to move the replay window
             return None
         src = mf.src if isinstance(mf.src, ExtAddress) else None
         if src is None:
