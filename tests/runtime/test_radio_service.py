@@ -481,3 +481,23 @@ def test_several_clients_and_a_misbehaving_one(rig: Rig) -> None:
     finally:
         for cl in (a, b, bad):
             cl.close()
+
+
+def test_frames_without_a_mic_are_not_authenticated(rig: Rig) -> None:
+    """Security levels 0 and 4 carry no MIC: nothing proves the sender holds the key. Such a
+    frame must not be reported as decrypted with the key, nor move the replay window (a forged
+    counter of 0xffffffff would otherwise make the real sender's frames look like replays)."""
+    with rig.client() as c:
+        c.result("register_key", key_id="net", key=KEY.hex(), key_id_mode=1, key_index=1)
+        c.result("subscribe", secured=True)
+        for level in (0, 4):
+            # level 4 "encrypts" without a MIC: any bytes decrypt to something
+            forged = data_frame(PEER_EXT, b"\x7fforged", aux=aux_header(level, 0xFFFFFFFE))
+            rig.inject(forged)
+            ev = c.event(3)
+            assert ev is not None and ev["secured"] is True
+            assert ev["decrypted"] is False and "key_id" not in ev and "plain" not in ev
+        rig.inject(secured_frame(b"\x7fgenuine", fc=1))
+        ev = c.event(3)
+        assert ev is not None and ev["decrypted"] is True and ev.get("replay") is None
+        assert bytes.fromhex(str(ev["plain"])).endswith(b"\x7fgenuine")
