@@ -204,7 +204,7 @@ class RadioService(Service):
             event["mic_ok"] = False
             return None
         fc = sec.frame_counter or 0
-        rk = (src.to_air(), key.key_id)
+        rk = (src.to_air(), key.counter_id)  # per key material: a new key starts a new window
         last = self._replay.get(rk)
         if last is not None and fc <= last:
             self.stats["rx_replays"] += 1
