@@ -501,3 +501,27 @@ def test_frames_without_a_mic_are_not_authenticated(rig: Rig) -> None:
         ev = c.event(3)
         assert ev is not None and ev["decrypted"] is True and ev.get("replay") is None
         assert bytes.fromhex(str(ev["plain"])).endswith(b"\x7fgenuine")
+
+
+def test_replay_window_follows_the_key_not_its_name(rig: Rig) -> None:
+    """A new key under an old name (a Thread key switch restarts the senders' counters, as
+    OpenThread's KeyManager does) starts a fresh window; the same key under a new name keeps
+    its window (a replay stays a replay)."""
+    with rig.client() as c:
+        c.result("register_key", key_id="net", key=KEY.hex(), key_id_mode=1, key_index=1)
+        c.result("subscribe", secured=True)
+
+        def rx(frame: bytes) -> dict[str, object]:
+            rig.inject(frame)
+            ev = c.event(3)
+            assert ev is not None
+            return ev
+
+        old = secured_frame(b"\x7fold", fc=100)
+        assert rx(old)["decrypted"] is True
+        c.result("register_key", key_id="net", key=KEY2.hex(), key_id_mode=1, key_index=1)
+        ev = rx(secured_frame(b"\x7fnew key", fc=1, key=KEY2))
+        assert ev["decrypted"] is True and ev["frame_counter"] == 1
+        c.result("register_key", key_id="renamed", key=KEY.hex(), key_id_mode=1, key_index=2)
+        c.result("register_key", key_id="net", key=KEY.hex(), key_id_mode=1, key_index=1)
+        assert rx(old).get("replay") is True  # the old key is back: so is its window
