@@ -942,7 +942,9 @@ class GatewaySession:
         out.append(Report(Status.WINDOW_EXPIRED, None, self.epoch_at(now)))
         if not self._seen:
             out.append(Report(Status.NO_JOIN_ATTEMPT, None, None))
-        elif self.targeted:
+        if self.targeted:
+            # docs/cbsb.md §7: one report per allowed device that was never heard, so the app
+            # can name the thing (also when nothing at all was heard).
             for dev_id in sorted(self._allowed - self._seen):
                 out.append(Report(Status.NO_JOIN_ATTEMPT, dev_id, None))
 
