@@ -64,12 +64,16 @@ class ThreadSettings:
 
 @dataclass(frozen=True)
 class BorderRouterSettings:
+    # 49191 is the customary MeshCoP port; 0 lets the system choose (OpenThread's default).
+    # Commissioners find the port through the _meshcop._udp DNS-SD advertisement either way.
     border_agent_port: int = 49191
     advertise_mdns: bool = True
 
     def validate(self) -> None:
-        if not 1024 <= self.border_agent_port <= 65535:
-            raise ConfigError("[border_router] border_agent_port must be within 1024..65535")
+        if self.border_agent_port != 0 and not 1024 <= self.border_agent_port <= 65535:
+            raise ConfigError(
+                "[border_router] border_agent_port must be 0 (any free port) or within 1024..65535"
+            )
 
 
 @dataclass(frozen=True)

@@ -173,11 +173,11 @@ level = "DEBUG"
         ('[thread]\nnetwork_name = "ééééééééé"', "[thread] network_name has at most 16 bytes"),
         (
             "[border_router]\nborder_agent_port = 1023",
-            "[border_router] border_agent_port must be within 1024..65535",
+            "[border_router] border_agent_port must be 0 (any free port) or within 1024..65535",
         ),
         (
             "[border_router]\nborder_agent_port = 65536",
-            "[border_router] border_agent_port must be within 1024..65535",
+            "[border_router] border_agent_port must be 0 (any free port) or within 1024..65535",
         ),
         ("[group_owner]\nwindow_s = 9", "[group_owner] window_s must be within 10..3600"),
         ("[group_owner]\nwindow_s = 3601", "[group_owner] window_s must be within 10..3600"),
