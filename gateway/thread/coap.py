@@ -138,7 +138,10 @@ class CoapEndpoint:
         response (``separate``, what OpenThread's border agent does for COMM_PET/COMM_KA), or a
         NON response to a NON request. Remembered for duplicates."""
         if request.mtype == MessageType.CON and separate:
-            out = [empty_ack(request), tmf_response(request, tlvs, code=code, mid=self.next_mid())]
+            out = [
+                empty_ack(request),
+                tmf_response(request, tlvs, code=code, mid=self.next_mid(), separate=True),
+            ]
         elif request.mtype == MessageType.CON:
             out = [tmf_response(request, tlvs, code=code)]
         else:

@@ -236,6 +236,16 @@ class Joiner:
     def ext_addr(self) -> ExtAddress:
         return self._ext
 
+    @property
+    def kek(self) -> bytes | None:
+        """The joiner router KEK of the current session (secret: never log it)."""
+        return self._kek
+
+    @property
+    def dtls(self) -> DtlsClient | None:
+        """The DTLS session with the commissioner (``None`` before connecting)."""
+        return self._dtls
+
     def _note(self, now: float, text: str) -> None:
         self.log.append((now, text))
 
