@@ -178,10 +178,11 @@ class Stack:
                          *args[1:]])  # fmt: skip
 
     def start_cloud(self) -> None:
+        before = len(self.log("cloud"))
         self.spawn("cloud", ["-m", "gateway.peers.cloud", "serve", "--state", str(self.cloud_state),
                              "--listen", f"127.0.0.1:{self.cloud_port}"])  # fmt: skip
-        wait_until(lambda: "cloud listening" in self.log("cloud") or self._dead("cloud"), 30,
-                   "the cloud to listen")  # fmt: skip
+        wait_until(lambda: "cloud listening" in self.log("cloud")[before:] or self._dead("cloud"),
+                   30, "the cloud to listen")  # fmt: skip
         assert not self._dead("cloud"), self.log("cloud")
 
     def _dead(self, name: str) -> bool:

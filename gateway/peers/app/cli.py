@@ -294,6 +294,10 @@ async def cmd_bootstrap(app: App, args: argparse.Namespace) -> int:
                      event="report", status=st, dev_id=dev, source=source)  # fmt: skip
             elif kind in ("ended", "closed"):
                 window_over = True
+                for d, _c in devices:
+                    if d.hex() not in bp_of and d.hex() not in bound:
+                        # It can no longer join: the gateway stopped accepting things.
+                        failed.setdefault(d.hex(), "NOT_JOINED")
                 st = ev.get("status") or ev.get("reason") or ""
                 once(0, "ended", f"The bootstrapping window closed ({st}).", event="ended",
                      status=st)  # fmt: skip

@@ -646,7 +646,7 @@ class CloudServer:
         mode_name = body.get("mode", "targeted")
         if mode_name not in ("targeted", "discover"):
             raise ValueError("'mode' must be targeted or discover")
-        window_s = int_field(body, "window_s", 30, 900, 180)
+        window_s = int_field(body, "window_s", 10, 900, 180)
         notify = str(body.get("notify", ""))[:80]
         pfs = body.get("pfs", True) is not False
         gw = self.store.one("SELECT * FROM gateways WHERE serial = ? AND owner = ?", serial, user)

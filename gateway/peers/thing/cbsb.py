@@ -103,6 +103,7 @@ async def run_thing(
     timers: ThingTimers | None = None,
     trigger: asyncio.Event | None = None,
     on_progress: Callable[[str], None] | None = None,
+    shuffle: bool = True,
 ) -> ThingResult:
     """Bootstrap one thing on an opened radio (``drivers.radio.Radio``)."""
     from gateway.group_owner.bootstrap import cbsb_mac_frame, parse_cbsb_mac
@@ -112,8 +113,9 @@ async def run_thing(
     # Things triggered together must not sweep in lockstep: their Beacon Requests would collide
     # on every channel. Each starts its sweep at a random channel and sends each request after a
     # few random milliseconds (the gateway answers with one broadcast beacon for all of them).
-    start = rand.randrange(len(channels))
-    channels = channels[start:] + channels[:start]
+    if shuffle:
+        start = rand.randrange(len(channels))
+        channels = channels[start:] + channels[:start]
     ext = _random_ext()
     await radio.set_addresses(ext_addr=ext, pan_id=0xFFFF)
     pan_of: dict[bytes, int] = {}
@@ -198,6 +200,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="file with the 32-byte factory key K_dev (hex)")  # fmt: skip
     p.add_argument("--out", type=Path, help="write the committed credentials here (0600)")
     p.add_argument("--channels", default="11-26", help="channels to scan, e.g. 11-26 or 15,20")
+    p.add_argument("--fixed-order", action="store_true",
+                   help="sweep the channels in the given order (default: from a random one)")  # fmt: skip
     p.add_argument("--passive", action="store_true", help="listen for beacons only")
     p.add_argument("--pfs", action="store_true", help="always use the X25519 profile")
     p.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
@@ -259,7 +263,7 @@ def main(argv: list[str]) -> int:
             timers = ThingTimers(dwell_s=args.dwell_ms / 1000, deadline_s=args.timeout)
             res = await run_thing(
                 radio, identity, out=args.out, channels=channels, active=not args.passive,
-                pfs=args.pfs, timers=timers, trigger=trigger,
+                pfs=args.pfs, timers=timers, trigger=trigger, shuffle=not args.fixed_order,
                 on_progress=lambda stage: say("progress", stage=stage),
             )  # fmt: skip
         finally:
