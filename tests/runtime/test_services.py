@@ -45,7 +45,7 @@ def tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-@pytest.mark.parametrize("config", [None, "", "# nothing configured\n"])
+@pytest.mark.parametrize("config", [None, ""])
 def test_three_services_start_with_no_or_empty_config(inst: Install, config: str | None) -> None:
     if config is not None:
         inst.config.write_text(config)
@@ -205,7 +205,6 @@ def test_clients_survive_kill9_of_the_radio_service(inst: Install) -> None:
             "[radio]\ntx_power = 3\n",
             "unknown setting 'tx_power' in [radio]; did you mean 'tx_power_dbm'?",
         ),
-        ("[thread]\nchannel = 30\n", "[thread] channel must be 0 (automatic) or within 11..26"),
         ("[radio\n", "is not valid TOML"),
     ],
 )
