@@ -268,6 +268,7 @@ class TmfMessage:
             others: list[tuple[int, bytes]] = []
             for opt in msg.opt.option_list():
                 number = int(opt.number)
+                check_uint(number, 16, "CoAP option number")  # deltas can sum past 65535
                 if number == OptionNumber.URI_PATH:
                     uri.append(opt.value)
                 else:
