@@ -269,7 +269,7 @@ def hostile_frame(rng: random.Random) -> bytes:
         op = rng.randrange(3)
         if op == 0:
             f[rng.randrange(len(f))] ^= 1 << rng.randrange(8)
-        elif op == 1:
+        elif op == 1 and len(f) > 1:
             del f[rng.randrange(1, len(f)) :]
         else:
             f[rng.randrange(len(f))] = rng.randrange(256)
