@@ -181,3 +181,23 @@ def test_a_hanging_input_is_a_finding() -> None:
     target = fp.Target("planted.hang", _hangs_on_ff, fp.P, lambda: [b"\x00", b"\xff"])
     result = fp.fuzz(target, max_execs=2, seed=0, guided=False, timeout=0.05, shrink=False)
     assert [f.kind for f in result.findings.values()] == ["ExecTimeout"]
+
+
+# --- regressions: inputs the long runs found (docs/fuzzing.md) -------------------------------------
+
+REGRESSIONS = [
+    # CON GET, one option with delta nibble 14 and extended delta 0xffff: option number
+    # 65535 + 269 = 65804. aiocoap decoded it, TmfMessage accepted it and re-encoding raised
+    # ValueError (aiocoap options.py _write_extended_field_value). Fixed: decode refuses
+    # option numbers above 65535 (RFC 7252 §12.2 registers 16-bit numbers).
+    pytest.param("coap.tmf", "400100e0e0ffff", id="coap-option-number-65804"),
+    # the largest option number that exists still decodes and re-encodes
+    pytest.param("coap.tmf", "400100e0e0fef2", id="coap-option-number-65535"),
+]
+
+
+@pytest.mark.parametrize(("name", "reproducer"), REGRESSIONS)
+def test_regression(name: str, reproducer: str) -> None:
+    exc = fp.check(fp.TARGETS[name], bytes.fromhex(reproducer))
+    if exc is not None:
+        raise exc
