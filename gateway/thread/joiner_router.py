@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from typing import Final
@@ -179,7 +180,7 @@ class JoinerRouter:
     # -- commissioner -> joiner --------------------------------------------------------------
 
     def relay_tx(
-        self, tlvs: tuple[MeshcopTlv | Tlv, ...] | list[MeshcopTlv | Tlv], joiner_udp_port: int,
+        self, tlvs: Sequence[MeshcopTlv | Tlv], joiner_udp_port: int,
         now: float,
     ) -> list[SendToJoiner]:  # fmt: skip
         """Unwrap a RLY_TX; schedules JOIN_ENT when it carries a KEK."""
