@@ -61,9 +61,11 @@ class ThingResult:
     gw_id: str | None = None
     channel: int | None = None
     counters: dict[str, int] | None = None
+    trigger_t: float | None = None  # wall-clock time of the trigger
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "status": self.status, "elapsed_s": round(self.elapsed_s, 4),
+                "trigger_t": self.trigger_t,
                 "gw_id": self.gw_id, "channel": self.channel, "counters": self.counters or {},
                 "hint": STATUS_HINTS.get(Status[self.status], "") if self.status in Status.__members__
                 else ""}  # fmt: skip
@@ -127,6 +129,7 @@ async def run_thing(
         if trigger is not None:
             await trigger.wait()
         t0 = loop.time()
+        trigger_t = time.time()
         thing = ThingJoin(identity, timers=timers, channels=channels, active=active, pfs=pfs)
 
         async def apply(outputs: list[Output]) -> None:
@@ -158,10 +161,10 @@ async def run_thing(
                     if out is not None:
                         write_credentials(out, o, channel)
                     result = ThingResult(True, Status.OK.name, elapsed, o.gw_id.hex(), channel,
-                                         dict(thing.counters + shell))  # fmt: skip
+                                         dict(thing.counters + shell), trigger_t)  # fmt: skip
                 elif isinstance(o, ThingFailed):
                     result = ThingResult(False, o.status.name, loop.time() - t0, None, channel,
-                                         dict(thing.counters + shell))  # fmt: skip
+                                         dict(thing.counters + shell), trigger_t)  # fmt: skip
 
         await apply(thing.start(loop.time()))
         while result is None:
