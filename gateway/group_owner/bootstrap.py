@@ -73,6 +73,9 @@ def parse_cbsb_mac(psdu: bytes) -> tuple[bytes | None, bytes] | None:
     return src, frame.payload
 
 
+_SHED_COUNTERS = ("m1_rate_limited", "joins_full", "pending_full", "beacon_request_limited")
+
+
 class Hooks(Protocol):
     def window_open(self, sid: bytes, channel: int) -> None: ...
 
@@ -113,6 +116,8 @@ class Bootstrapper:
         self._dev_src: dict[bytes, bytes] = {}  # dev_id -> MAC source of its last M1
         self._radio_error_at = float("-inf")
         self._tx_latency: deque[float] = deque(maxlen=200)
+        self._shed_seen = 0
+        self._shed_reported_at = float("-inf")
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -165,6 +170,7 @@ class Bootstrapper:
             cfg = GatewayConfig(gw_id=p.gw_id, channel=p.channel, pan_id=p.pan_id,
                                 delivery=p.delivery)  # fmt: skip
             self.session = GatewaySession(cfg, grant, now)
+            self._shed_seen = 0
             self.counters["sessions"] += 1
             LOG.info(
                 "bootstrapping window open: session %s, %s, %d device(s), %.0f s, channel %d",
@@ -235,6 +241,7 @@ class Bootstrapper:
                 d = s.next_deadline()
                 if d is not None and d <= now:
                     self._dispatch(s, s.poll(now))
+            self._check_shedding(now)
 
     def _dispatch(self, s: GatewaySession | None, outputs: list[Output]) -> None:
         sid = s.sid if s is not None else b""
@@ -259,6 +266,18 @@ class Bootstrapper:
         if ended and s is not None and self.session is s:
             self.last_session = s.snapshot(time.monotonic())
             self.session = None
+
+    def _check_shedding(self, now: float) -> None:
+        """RATE_LIMITED is the shell's to report (docs/cbsb.md §7): when the session drops join
+        requests for its rate limits or full tables, say so at most every 10 s."""
+        s = self.session
+        if s is None:
+            return
+        shed = sum(s.counters[k] for k in _SHED_COUNTERS)
+        if shed > self._shed_seen and now - self._shed_reported_at >= 10.0:
+            self._shed_reported_at = now
+            self.hooks.report(s.sid, Status.RATE_LIMITED, None, s.epoch_at(now), {})
+        self._shed_seen = shed
 
     def _link(self, dev_id: bytes | None) -> dict[str, int]:
         src = self._dev_src.get(dev_id) if dev_id is not None else None

@@ -136,11 +136,33 @@ class GroupOwnerService(Service):
             boot.deny(sid, bytes.fromhex(str(ev["dev_id"])), deny_psk)
         elif kind == "close":
             boot.close(sid)
+        elif kind == "report":
+            self._cloud_report(sid, ev)
         elif kind == "evict":
             dev = str(ev.get("dev_id"))
             LOG.warning("the cloud evicted thing %s (not bound in time)", dev)
             self.results.append({"time": time.time(), "sid": sid.hex(), "dev_id": dev,
                                  "result": "EVICTED"})  # fmt: skip
+
+    def _cloud_report(self, sid: bytes, ev: dict[str, Any]) -> None:
+        """A failure the cloud saw (for example a refused binding, step 10): into gwctl and the
+        journal; the app already heard it from the cloud."""
+        try:
+            status = Status[str(ev.get("status"))]
+        except KeyError:
+            return
+        step = int(ev.get("step") or STATUS_STEP.get(status, 0))
+        dev = str(ev.get("dev_id") or "") or None
+        self.errors.append({
+            "time": time.time(), "sid": sid.hex(), "dev_id": dev, "status": status.name,
+            "step": step, "step_name": STEPS.get(step, ""), "epoch": None,
+            "hint": STATUS_HINTS.get(status, ""), "detail": str(ev.get("detail", ""))[:200],
+            "source": "cloud",
+        })  # fmt: skip
+        LOG.warning("cloud reports %s for %s: %s (%s)", status.name, dev or "the session",
+                    describe(status, step), ev.get("detail", ""),
+                    extra={"CBSB_STATUS": status.name, "CBSB_STEP": step,
+                           "CBSB_DEV_ID": dev or "", "CBSB_SESSION": sid.hex()[:8]})  # fmt: skip
 
     # --- hooks from the bootstrapper ---------------------------------------------------------
 
@@ -166,8 +188,7 @@ class GroupOwnerService(Service):
             "step_name": STEPS.get(step, ""), "epoch": epoch, "hint": STATUS_HINTS.get(status, ""),
             **link,
         }  # fmt: skip
-        if status != Status.WINDOW_EXPIRED:
-            self.errors.append(entry)
+        self.errors.append(entry)
         LOG.warning(
             "bootstrap %s for %s: %s", status.name, dev_id.hex() if dev_id else "the session",
             describe(status, step),
@@ -224,6 +245,7 @@ class GroupOwnerService(Service):
             self.boot.deny(sid, found.dev_id, psk if result == "denied" else None)
         elif result == "pending":
             self._lan(sid, {"event": "found", "step": 3, "dev_id": found.dev_id.hex()})
+            self.report(sid, Status.PENDING_USER_CONFIRM, found.dev_id, found.epoch, {})
 
     def joined(self, sid: bytes, done: JoinCompleted, link: dict[str, int]) -> None:
         assert self.cloud is not None

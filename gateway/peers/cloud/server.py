@@ -335,7 +335,7 @@ class CloudServer:
                 return None
             return {**out, "owner": gw["owner"], "k_appgw": k.hex()}
         sid = body.get("sid")
-        if kind in ("close", "evict"):
+        if kind in ("close", "evict", "report"):
             return {**out, **body}
         s = self.store.one(
             "SELECT * FROM sessions WHERE sid = ? AND gateway = ?", sid, gw["serial"]
@@ -503,9 +503,15 @@ class CloudServer:
         return {"result": "ok"}
 
     def _report(
-        self, gw: Any, sid: str | None, dev_id: str | None, status: Status, step: int, detail: str
-    ) -> None:
+        self, gw: Any, sid: str | None, dev_id: str | None, status: Status, step: int, detail: str,
+        *, to_gateway: bool = True,
+    ) -> None:  # fmt: skip
+        """A result record; session events tell the app, and failures the cloud itself saw go to
+        the gateway too (its gwctl and journal show every error with its step)."""
         with self.store.tx() as db:
+            if to_gateway and sid is not None and gw["serial"] != "?":
+                self.store.gw_event(db, gw["serial"], "report", sid=sid, dev_id=dev_id,
+                                    status=status.name, step=step, detail=detail)  # fmt: skip
             db.execute(
                 "INSERT INTO reports (sid, gateway, dev_id, status, step, detail, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -547,7 +553,7 @@ class CloudServer:
         for k in ("rssi", "lqi", "epoch"):
             if isinstance(body.get(k), int):
                 detail += f" {k}={body[k]}"
-        self._report(gw, sid, dev_id, status, step, detail.strip())
+        self._report(gw, sid, dev_id, status, step, detail.strip(), to_gateway=False)
         return {}
 
     # --- app API -----------------------------------------------------------------------------
