@@ -272,6 +272,7 @@ class Commissioner:
     _events: list[CommissionerEvent] = field(default_factory=list)
     _sessions: dict[bytes, _JoinerSession] = field(default_factory=dict)
     _next_keep_alive: float | None = None
+    _ka_sent_at: float | None = None  # the oldest keep-alive still unanswered
     _steering_dirty: bool = False
     _global_failures: deque[float] = field(default_factory=deque)
     _global_blocked_until: float = 0.0
@@ -346,7 +347,12 @@ class Commissioner:
         if self.state is not CommissionerState.DISABLED:
             self._disable(KeepAliveTimeout(f"the border agent session ended: {reason}"))
 
+    def _ka_patience(self) -> float:
+        """How long a keep-alive may go unanswered: two intervals, at most the leader's 50 s."""
+        return min(2 * self.keep_alive_interval, 50.0)
+
     def _disable(self, error: CommissioningError | None) -> None:
+        self._ka_sent_at = None
         was = self.state
         self.state = CommissionerState.DISABLED
         self.session_id = None
@@ -511,6 +517,7 @@ class Commissioner:
             self._disable(err)
             return
         if ctx is _Ctx.KEEP_ALIVE:
+            self._ka_sent_at = None
             if state is None or not state.accepted:
                 self._disable(
                     KeepAliveTimeout(
@@ -805,7 +812,13 @@ class Commissioner:
 
     def next_timeout(self) -> float | None:
         times: list[float] = []
-        for t in (self._ba.next_timeout(), self._mesh.next_timeout(), self._next_keep_alive):
+        ka_deadline = None if self._ka_sent_at is None else self._ka_sent_at + self._ka_patience()
+        for t in (
+            self._ba.next_timeout(),
+            self._mesh.next_timeout(),
+            self._next_keep_alive,
+            ka_deadline,
+        ):
             if t is not None:
                 times.append(t)
         for s in self._sessions.values():
@@ -836,11 +849,24 @@ class Commissioner:
                 self._events.append(SteeringUpdated(self.steering_data or b"", False))
         if (
             self.state is CommissionerState.ACTIVE
+            and self._ka_sent_at is not None
+            and now - self._ka_sent_at >= self._ka_patience()
+        ):
+            self._disable(
+                KeepAliveTimeout(
+                    f"the keep-alive went unanswered for {now - self._ka_sent_at:.0f} s: the "
+                    "border agent or the session is gone"
+                )
+            )
+        if (
+            self.state is CommissionerState.ACTIVE
             and self._next_keep_alive is not None
             and now >= self._next_keep_alive
             and self.session_id is not None
         ):
             self._next_keep_alive = now + self.keep_alive_interval
+            if self._ka_sent_at is None:
+                self._ka_sent_at = now
             self._ba.cancel(_Ctx.KEEP_ALIVE)
             self._out.append(
                 self._ba.request(

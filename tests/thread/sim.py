@@ -41,6 +41,7 @@ class _JoinerNode:
     pan: int = 0
     ext: ExtAddress | None = None
     drop_rx: bool = False  # "vanish": stop hearing and sending
+    rx_budget: int | None = None  # vanish after hearing this many frames from the gateway
 
 
 @dataclass
@@ -153,6 +154,11 @@ class World:
             if jn.channel != self.channel or jn.drop_rx:
                 continue
             if frame.dst == jn.ext and frame.dst_pan == jn.pan:
+                if jn.rx_budget is not None:
+                    if jn.rx_budget <= 0:
+                        jn.drop_rx = True
+                        continue
+                    jn.rx_budget -= 1
                 jn.joiner.receive_frame(append_fcs(psdu), self.now, channel=self.channel)
 
     def next_time(self) -> float | None:
