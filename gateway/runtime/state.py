@@ -106,6 +106,7 @@ class JsonState:
 
 
 FLOOR_KEY = "*"
+FLOOR_CAP = 0xC0000000
 
 
 class FrameCounterStore:
@@ -155,7 +156,8 @@ class FrameCounterStore:
     def bump(self, amount: int) -> None:
         """After a restore: move every counter past anything a copy of this state may have used,
         keys it does not list included (through the floor)."""
-        top = max([self.floor, *self._stored.values(), *self._next.values()])
+        # the floor stays well below exhaustion: one worn-out key must not exhaust every new one
+        top = min(max([self.floor, *self._stored.values(), *self._next.values()]), FLOOR_CAP)
         self._stored[FLOOR_KEY] = self._next[FLOOR_KEY] = top
         for k in set(self._stored) | set(self._next):
             # capped at the exhausted value: that key then refuses to count, while a larger

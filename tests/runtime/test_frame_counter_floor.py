@@ -22,3 +22,12 @@ def test_bump_raises_the_floor_for_unknown_keys(tmp_path):
 def test_floor_key_is_not_usable(tmp_path):
     with pytest.raises(StateError):
         FrameCounterStore(tmp_path / "fc.json").next("*")
+
+
+def test_an_exhausted_key_does_not_exhaust_new_keys(tmp_path):
+    path = tmp_path / "fc.json"
+    store = FrameCounterStore(path, reserve=16)
+    store.next("old")
+    store._next["old"] = store._stored["old"] = 0xFFFFFFF0  # worn out by years of use
+    store.bump(100)
+    assert FrameCounterStore(path).next("new") < 0xFFFF0000
