@@ -440,7 +440,7 @@ class BorderRouterService(Service):
         pskd = p.get("pskd")
         if not isinstance(pskd, str):
             raise InvalidArgument("'pskd' (the joining code) is required")
-        timeout = _float_param(p, "timeout", 1.0, 86400.0)
+        timeout = _float_param(p, "timeout_s", 1.0, 86400.0)
         entry = c.add_joiner(
             pskd, eui64=eui, timeout=timeout if timeout is not None else 120.0, now=self._now()
         )
@@ -461,7 +461,7 @@ class BorderRouterService(Service):
         c = self._core().native_active()
         eui = _parse_eui64(p.get("eui64", "*"))
         key = "*" if eui is None else f"eui64 {eui.hex()}"
-        timeout = _float_param(p, "timeout", 0.1, 3600.0) or 60.0
+        timeout = _float_param(p, "wait_s", 0.1, 3600.0) or 60.0
         entry = c.joiners.get(key)
         if entry is not None and entry.last_result is not None and not p.get("next", False):
             if entry.last_error is not None:

@@ -60,9 +60,9 @@ def test_openthread_joiner_joins_through_the_gateway_native_commissioner(
         eui64 = bytes.fromhex(node.value("eui64"))
         assert node.value("joiner id") == joiner_id(eui64).hex()
         stack.result("commissioner_start")
-        stack.result("joiner_add", eui64=eui64.hex(), pskd=PSKD, timeout=120)
+        stack.result("joiner_add", eui64=eui64.hex(), pskd=PSKD, timeout_s=120)
         took = _ot_join(node, PSKD)
-        waited = stack.result("joiner_wait", eui64=eui64.hex(), timeout=10)
+        waited = stack.result("joiner_wait", eui64=eui64.hex(), wait_s=10)
         assert waited["result"] == "joined"
         st = stack.status()["commissioning"]
         assert st["joiner_router"]["entrusted"] >= 1  # OpenThread acknowledged JOIN_ENT

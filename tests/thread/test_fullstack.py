@@ -71,12 +71,12 @@ def test_native_commissioner_admits_the_reference_joiner(stack: ThreadStack, tmp
     started = stack.result("commissioner_start")
     try:
         assert started["state"] == "active"
-        stack.result("joiner_add", eui64=eui(1).hex(), pskd=PSKD, timeout=60)
+        stack.result("joiner_add", eui64=eui(1).hex(), pskd=PSKD, timeout_s=60)
         out = tmp_path / "creds.json"
         proc = run_joiner(stack, 2, PSKD, "--eui64", eui(1).hex(), "--out", str(out))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "JOIN_ENT received" in proc.stdout
-        waited = stack.result("joiner_wait", eui64=eui(1).hex(), timeout=10)
+        waited = stack.result("joiner_wait", eui64=eui(1).hex(), wait_s=10)
         assert waited["result"] == "joined"
         assert waited["joiner_id"] == joiner_id(eui(1)).hex()
         # the credentials the thing holds are the gateway's network, file mode 0600
@@ -333,3 +333,60 @@ def test_external_commissioner_command_line(stack: ThreadStack):
         if comm.poll() is None:
             comm.kill()
             comm.wait()
+
+
+def test_gwctl_commissioner_commands(stack: ThreadStack, monkeypatch: pytest.MonkeyPatch):
+    """gwctl commissioner start / joiner add --wait / sessions / joiner remove / stop."""
+    import threading
+
+    from click.testing import CliRunner
+
+    from gateway.border_router.cli import commissioner
+
+    for key in ("GATEWAY_CONFIG", "GATEWAY_STATE_DIR", "GATEWAY_RUNTIME_DIR"):
+        monkeypatch.setenv(key, stack.env()[key])
+    cli = CliRunner()
+    r = cli.invoke(commissioner, ["start", "--id", "technician"])
+    assert r.exit_code == 0 and "commissioner active: 'technician'" in r.output, r.output
+    try:
+        r = cli.invoke(commissioner, ["start"])
+        assert r.exit_code == 2 and "already running" in r.output
+        results: list[subprocess.CompletedProcess[str]] = []
+        later = threading.Timer(
+            0.5, lambda: results.append(run_joiner(stack, 9, PSKD, "--eui64", eui(9).hex()))
+        )
+        later.start()
+        r = cli.invoke(
+            commissioner, ["joiner", "add", eui(9).hex(), PSKD, "--wait", "--wait-timeout", "30"]
+        )
+        later.join()
+        assert r.exit_code == 0, r.output
+        assert f"joiner {joiner_id(eui(9)).hex()}: joined" in r.output
+        assert results[0].returncode == 0
+        r = cli.invoke(commissioner, ["sessions", "--json"])
+        doc = json.loads(r.output)
+        native = doc["native_commissioner"]
+        assert native["state"] == "active" and native["id"] == "technician"
+        assert native["joiners"][0]["joined"] == 1
+        assert PSKD not in r.output
+        r = cli.invoke(commissioner, ["sessions"])
+        assert (
+            "joining allowed" in r.output and f"joiner eui64 {eui(9).hex()}: joined 1" in r.output
+        )
+        # a wrong joining code comes back as a typed error with --wait
+        later = threading.Timer(
+            0.5, lambda: results.append(run_joiner(stack, 9, "WR0NG9", "--eui64", eui(10).hex()))
+        )
+        later.start()
+        r = cli.invoke(
+            commissioner,
+            ["joiner", "add", eui(10).hex(), PSKD, "--wait", "--wait-timeout", "30", "--json"],
+        )
+        later.join()
+        assert r.exit_code == 1, r.output
+        assert json.loads(r.output.splitlines()[0])["error"]["code"] == WrongPskd.code
+        r = cli.invoke(commissioner, ["joiner", "remove", eui(9).hex()])
+        assert r.exit_code == 0 and "removed" in r.output
+    finally:
+        r = cli.invoke(commissioner, ["stop"])
+        assert r.exit_code == 0 and "commissioner stopped" in r.output

@@ -1,0 +1,342 @@
+"""gwctl commands for Thread commissioning and the Thread network (attached to gwctl with
+``main.add_command(commissioner)`` and ``main.add_command(dataset)``):
+
+    gwctl commissioner start [--id NAME]
+    gwctl commissioner joiner add EUI64|'*' PSKD [--timeout S] [--wait]
+    gwctl commissioner joiner remove EUI64|'*'
+    gwctl commissioner sessions
+    gwctl commissioner stop
+    gwctl dataset show [--hex] [--secrets]
+    gwctl dataset set HEX [--yes]
+    gwctl dataset passphrase [PASSPHRASE]
+
+The commissioner commands talk to the border router's control socket (the native commissioner
+runs inside the border router service); the dataset commands read and write the shared Thread
+network state (``gateway.runtime.network``) and ask a running border router to reload it. The
+hex form is OpenThread's (``dataset active -x`` / ``dataset set active <hex>``). Every command
+takes ``--json``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from drivers.errors import GatewayError, InvalidArgument, ServiceUnavailable, StateError
+from gateway.admin import output
+from gateway.admin.common import fail, json_option, run
+from gateway.errors import ParseError
+from gateway.runtime.paths import Paths
+
+__all__ = ["commissioner", "dataset"]
+
+SERVICE = "border-router"
+
+
+async def _call(method: str, timeout: float = 10.0, **params: Any) -> Any:
+    import gateway.thread.errors  # noqa: F401  (registers the THR codes for error_class)
+    from gateway.admin.services import call
+
+    paths = Paths.from_env()
+    if not paths.control_socket(SERVICE).exists():
+        raise ServiceUnavailable(
+            "the border router is not running",
+            hint="systemctl start gateway-border-router (the native commissioner runs in it)",
+        )
+    return await call(paths, SERVICE, method, timeout=timeout, **params)
+
+
+def _eui64(text: str) -> str:
+    if text == "*":
+        return text
+    raw = text.replace(":", "").replace("-", "")
+    try:
+        if len(bytes.fromhex(raw)) == 8:
+            return raw.lower()
+    except ValueError:
+        pass
+    raise click.BadParameter(f"{text!r} is not an EUI-64 (16 hex digits) or '*'")
+
+
+# ------------------------------------------------------------------------------ commissioner
+
+
+@click.group()
+def commissioner() -> None:
+    """The native Thread commissioner on the gateway (admits joiners with their PSKd)."""
+
+
+@commissioner.command("start")
+@click.option("--id", "cid", default="Gateway native commissioner", help="Commissioner ID.")
+@json_option
+def commissioner_start(cid: str, as_json: bool) -> None:
+    """Petition the leader and become the network's commissioner."""
+    res = run(as_json, lambda: _call("commissioner_start", id=cid))
+    if as_json:
+        output.emit_json({"ok": True, **res})
+        return
+    click.echo(f"commissioner active: '{res['id']}', session ID {res['session_id']}")
+
+
+@commissioner.command("stop")
+@json_option
+def commissioner_stop(as_json: bool) -> None:
+    """Resign: nobody may join afterwards."""
+    res = run(as_json, lambda: _call("commissioner_stop"))
+    if as_json:
+        output.emit_json({"ok": True, **res})
+        return
+    click.echo(f"commissioner stopped (was {res['was']})")
+
+
+@commissioner.command("sessions")
+@click.option("--events", default=20, show_default=True, help="Recent events to show.")
+@json_option
+def commissioner_sessions(events: int, as_json: bool) -> None:
+    """Border agent sessions, the native commissioner, its joiners and recent events."""
+    res = run(as_json, lambda: _call("sessions", events=events))
+    if as_json:
+        output.emit_json({"ok": True, **res})
+        return
+    ba = res["border_agent"]
+    click.echo(f"border agent: UDP {ba.get('port')}, {len(ba['sessions'])} session(s)")
+    for s in ba["sessions"]:
+        role = "active commissioner" if s["active"] else "connected"
+        click.echo(f"  {s['peer']}: {s.get('commissioner_id') or '-'} ({role})")
+    leader = res["leader"]
+    act = leader["active_commissioner"]
+    click.echo(
+        "leader: "
+        + (f"'{act['id']}' active, session {act['session_id']}" if act else "no commissioner")
+        + (", joining allowed" if leader["joining_allowed"] else ", joining not allowed")
+    )
+    native = res["native_commissioner"]
+    if native is not None:
+        click.echo(f"native commissioner: {native['state']}")
+        for j in native["joiners"]:
+            note = f", last: {j['last_result']}" if j["last_result"] else ""
+            blocked = f", blocked {j['blocked_for_s']} s" if j["blocked_for_s"] else ""
+            click.echo(f"  joiner {j['joiner']}: joined {j['joined']}{note}{blocked}")
+    for e in res["events"]:
+        click.echo(f"  [{e['level']}] {e['text']}")
+
+
+@commissioner.group("joiner")
+def joiner() -> None:
+    """Admit or remove joiners."""
+
+
+@joiner.command("add")
+@click.argument("eui64")
+@click.argument("pskd")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds the entry stays.")
+@click.option("--wait", is_flag=True, help="Wait until the joiner joined (or failed).")
+@click.option("--wait-timeout", default=120.0, show_default=True)
+@json_option
+def joiner_add(
+    eui64: str, pskd: str, timeout: float, wait: bool, wait_timeout: float, as_json: bool
+) -> None:
+    """Admit the joiner EUI64 ('*': any joiner) with its joining code PSKD."""
+    who = _eui64(eui64)
+
+    async def go() -> dict[str, Any]:
+        entry: dict[str, Any] = await _call("joiner_add", eui64=who, pskd=pskd, timeout_s=timeout)
+        if not wait:
+            return {"entry": entry}
+        if not as_json:
+            output.info(f"waiting up to {wait_timeout:.0f} s for joiner {who} ...")
+        result = await _call("joiner_wait", timeout=wait_timeout + 5, eui64=who,
+                             wait_s=wait_timeout)  # fmt: skip
+        return {"entry": entry, "result": result}
+
+    res = run(as_json, go)
+    if as_json:
+        output.emit_json({"ok": True, **res})
+        return
+    click.echo(f"joiner {who} admitted for {timeout:.0f} s")
+    if "result" in res:
+        click.echo(f"joiner {res['result']['joiner_id']}: {res['result']['result']}")
+
+
+@joiner.command("remove")
+@click.argument("eui64")
+@json_option
+def joiner_remove(eui64: str, as_json: bool) -> None:
+    """Remove the joiner EUI64 ('*': the wildcard entry)."""
+    res = run(as_json, lambda: _call("joiner_remove", eui64=_eui64(eui64)))
+    if as_json:
+        output.emit_json({"ok": True, **res})
+        return
+    click.echo("removed" if res["removed"] else "no such joiner entry")
+
+
+# ------------------------------------------------------------------------------ dataset
+
+
+def _settings() -> Any:
+    from gateway.runtime.settings import load_settings
+
+    return load_settings()
+
+
+def _describe(ds: Any, secrets: bool) -> dict[str, Any]:
+    def secret(v: bytes | None) -> str | None:
+        if v is None:
+            return None
+        return v.hex() if secrets else "(redacted; --secrets shows it)"
+
+    return {
+        "active_timestamp": ds.active_timestamp.seconds if ds.active_timestamp else None,
+        "channel": ds.channel,
+        "channel_mask": sorted(ds.channel_mask.channels()) if ds.channel_mask else None,
+        "ext_pan_id": ds.ext_pan_id.hex() if ds.ext_pan_id else None,
+        "mesh_local_prefix": str(ds.mesh_local_network) if ds.mesh_local_prefix else None,
+        "network_key": secret(ds.network_key),
+        "network_name": ds.network_name,
+        "pan_id": f"0x{ds.pan_id:04x}" if ds.pan_id is not None else None,
+        "pskc": secret(ds.pskc),
+        "security_policy": ds.security_policy.describe() if ds.security_policy else None,
+    }
+
+
+async def _reload_if_running() -> str:
+    try:
+        await _call("reload_dataset", timeout=5.0)
+    except ServiceUnavailable:
+        return "not running"
+    except StateError as exc:
+        output.warn(exc.message)
+        return "restart needed"
+    return "reloaded"
+
+
+@click.group()
+def dataset() -> None:
+    """The gateway's Thread network (its active operational dataset)."""
+
+
+@dataset.command("show")
+@click.option("--hex", "as_hex", is_flag=True, help="OpenThread's hex form (holds the keys).")
+@click.option("--secrets", is_flag=True, help="Show the network key and the PSKc.")
+@json_option
+def dataset_show(as_hex: bool, secrets: bool, as_json: bool) -> None:
+    """Show the active dataset (keys redacted unless --secrets or --hex)."""
+    from gateway.runtime.network import load_network
+
+    def go() -> Any:
+        ds = load_network(_settings())
+        if ds is None:
+            raise StateError(
+                "no Thread network yet",
+                hint="It is created when the border router or the group owner first starts.",
+            )
+        return ds
+
+    try:
+        ds = go()
+    except GatewayError as exc:
+        fail(exc, as_json)
+    if as_json:
+        doc: dict[str, Any] = {"ok": True, "dataset": _describe(ds, secrets or as_hex)}
+        if as_hex:
+            doc["hex"] = ds.to_hex()
+        output.emit_json(doc)
+        return
+    if as_hex:
+        click.echo(ds.to_hex())
+        return
+    names = {
+        "active_timestamp": "Active Timestamp",
+        "channel": "Channel",
+        "channel_mask": "Channel Mask",
+        "ext_pan_id": "Ext PAN ID",
+        "mesh_local_prefix": "Mesh Local Prefix",
+        "network_key": "Network Key",
+        "network_name": "Network Name",
+        "pan_id": "PAN ID",
+        "pskc": "PSKc",
+        "security_policy": "Security Policy",
+    }
+    for key, value in _describe(ds, secrets).items():
+        click.echo(f"{names[key]}: {value}")
+
+
+@dataset.command("set")
+@click.argument("hexdata")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def dataset_set(hexdata: str, yes: bool, as_json: bool) -> None:
+    """Replace the active dataset with HEXDATA (OpenThread's ``dataset active -x`` form)."""
+    from gateway.admin.common import confirm
+    from gateway.runtime.network import load_network, save_network
+    from gateway.wire.dataset import ActiveDataset
+
+    try:
+        try:
+            ds = ActiveDataset.from_hex(hexdata.strip())
+        except ParseError as exc:
+            raise InvalidArgument(f"not a dataset: {exc.message}") from None
+        if not ds.is_complete:
+            raise InvalidArgument(f"the dataset lacks {', '.join(ds.missing())}")
+        settings = _settings()
+        old = load_network(settings)
+        if old is not None and (old.network_key != ds.network_key or old.pan_id != ds.pan_id):
+            confirm(
+                "This moves the gateway to another Thread network; devices that joined the "
+                "current one will no longer reach it.",
+                None,
+                yes or as_json,
+            )
+        save_network(settings, ds)
+    except GatewayError as exc:
+        fail(exc, as_json)
+    state = run(as_json, _reload_if_running)
+    if as_json:
+        output.emit_json({"ok": True, "border_router": state, "dataset": _describe(ds, False)})
+        return
+    click.echo(f"active dataset set: network '{ds.network_name}' on channel {ds.channel}")
+    if state == "restart needed":
+        click.echo("restart the services to use it: systemctl restart gateway-border-router "
+                   "gateway-group-owner")  # fmt: skip
+
+
+@dataset.command("passphrase")
+@click.argument("passphrase", required=False)
+@json_option
+def dataset_passphrase(passphrase: str | None, as_json: bool) -> None:
+    """Set the commissioning passphrase: the PSKc becomes PBKDF2(passphrase, network name,
+    extended PAN ID), what an external commissioner derives from the same passphrase."""
+    from gateway.crypto.thread_keys import pskc as derive_pskc
+    from gateway.crypto.thread_keys import validate_passphrase
+    from gateway.runtime.logs import register_secret
+    from gateway.runtime.network import load_network, save_network
+
+    try:
+        if passphrase is None:
+            if as_json or not sys.stdin.isatty():
+                passphrase = sys.stdin.readline().rstrip("\n")
+            else:
+                passphrase = click.prompt("Passphrase", hide_input=True,
+                                          confirmation_prompt=True, err=True)  # fmt: skip
+        assert passphrase is not None
+        validate_passphrase(passphrase)
+        register_secret(passphrase.encode())
+        settings = _settings()
+        ds = load_network(settings)
+        if ds is None or ds.network_name is None or ds.ext_pan_id is None:
+            raise StateError("no Thread network yet",
+                             hint="Start the border router once to create it.")  # fmt: skip
+        new = replace(ds, pskc=derive_pskc(passphrase, ds.network_name, ds.ext_pan_id))
+        save_network(settings, new)
+    except GatewayError as exc:
+        fail(exc, as_json)
+    state = run(as_json, _reload_if_running)
+    if as_json:
+        output.emit_json({"ok": True, "border_router": state, "network_name": ds.network_name})
+        return
+    click.echo(
+        f"PSKc set from the passphrase for network '{ds.network_name}' (border router: {state})"
+    )

@@ -1,0 +1,96 @@
+"""The gwctl commands of gateway.border_router.cli (``commissioner`` and ``dataset``) through
+click's CliRunner. The dataset commands work on the shared network state alone; the commissioner
+commands are exercised against running services in tests/thread/test_fullstack.py."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.border_router.cli import commissioner, dataset
+from gateway.runtime.network import load_network, save_network
+from gateway.runtime.settings import load_settings
+from gateway.wire.dataset import ActiveDataset, new_active_dataset
+
+# espressif/esp-matter docs "Light + OTBR" README, `dataset active -x` of an OpenThread border
+# router (the same vector tests/wire/test_tshark_all_kinds.py uses)
+OT_DATASET_HEX = (
+    "0e080000000000010000000300000d35060004001fffe00208c62a4c5f80346de00708fd9ae261c3901546"
+    "0510874e399792fcb276c571dee6f71c260a030f4f70656e5468726561642d3861363301028a630410a6676a"
+    "0f60ca6dd3af116bdefd2a21270c0402a0f7f8"
+)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {
+        "GATEWAY_CONFIG": str(tmp_path / "gateway.toml"),
+        "GATEWAY_STATE_DIR": str(tmp_path / "state"),
+        "GATEWAY_RUNTIME_DIR": str(tmp_path / "run"),
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    return values
+
+
+def test_dataset_set_and_show_round_trip_openthreads_hex(env: dict[str, str]) -> None:
+    r = CliRunner().invoke(dataset, ["set", OT_DATASET_HEX, "--yes"])
+    assert r.exit_code == 0, r.output
+    assert "network 'OpenThread-8a63' on channel 13" in r.output
+    r = CliRunner().invoke(dataset, ["show", "--hex"])
+    assert r.exit_code == 0 and r.output.strip() == OT_DATASET_HEX
+    r = CliRunner().invoke(dataset, ["show"])
+    assert r.exit_code == 0
+    assert "Network Name: OpenThread-8a63" in r.output and "PAN ID: 0x8a63" in r.output
+    assert "874e399792fcb276c571dee6f71c260a" not in r.output  # the network key stays hidden
+    r = CliRunner().invoke(dataset, ["show", "--json", "--secrets"])
+    doc = json.loads(r.output)
+    assert doc["schema_version"] == 1 and doc["ok"] is True
+    assert doc["dataset"]["network_key"] == "874e399792fcb276c571dee6f71c260a"
+    assert doc["dataset"]["mesh_local_prefix"] == "fd9a:e261:c390:1546::/64"
+
+
+def test_dataset_set_refuses_bad_or_incomplete_data(env: dict[str, str]) -> None:
+    r = CliRunner().invoke(dataset, ["set", "0e08zz"])
+    assert r.exit_code == 2 and "not a dataset" in r.output
+    partial = ActiveDataset(network_name="x", channel=15).to_hex()
+    r = CliRunner().invoke(dataset, ["set", partial, "--json"])
+    assert r.exit_code == 2
+    assert json.loads(r.output.splitlines()[0])["error"]["code"] == "GW001"
+
+
+def test_dataset_show_without_a_network(env: dict[str, str]) -> None:
+    r = CliRunner().invoke(dataset, ["show", "--json"])
+    assert r.exit_code == 9
+    assert json.loads(r.output.splitlines()[0])["ok"] is False
+
+
+def test_passphrase_sets_the_pskc_openthread_derives(env: dict[str, str]) -> None:
+    # OpenThread tests/unit/test_pskc.cpp (fact sheet §5.1): passphrase 12SECRETPASSWORD34,
+    # network name "Test Network", extended PAN ID 0001020304050607 -> PSKc
+    # c3f59368445a1b6106be420a706d4cc9
+    ds = new_active_dataset(
+        random.Random(2), network_name="Test Network", ext_pan_id=bytes.fromhex("0001020304050607")
+    )
+    save_network(load_settings(), ds)
+    r = CliRunner().invoke(dataset, ["passphrase", "12SECRETPASSWORD34"])
+    assert r.exit_code == 0, r.output
+    assert "border router: not running" in r.output
+    assert "12SECRETPASSWORD34" not in r.output
+    after = load_network(load_settings())
+    assert after is not None and after.pskc == bytes.fromhex("c3f59368445a1b6106be420a706d4cc9")
+    assert after.network_key == ds.network_key  # nothing else changed
+    r = CliRunner().invoke(dataset, ["passphrase", "short"])
+    assert r.exit_code == 2
+
+
+def test_commissioner_commands_need_the_border_router(env: dict[str, str]) -> None:
+    r = CliRunner().invoke(commissioner, ["start", "--json"])
+    assert r.exit_code == 8
+    assert json.loads(r.output.splitlines()[0])["error"]["code"] == "GW002"
+    r = CliRunner().invoke(commissioner, ["joiner", "add", "not-hex", "J01NME"])
+    assert r.exit_code == 2 and "not an EUI-64" in r.output
