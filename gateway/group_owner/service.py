@@ -164,6 +164,20 @@ class GroupOwnerService(Service):
                     extra={"CBSB_STATUS": status.name, "CBSB_STEP": step,
                            "CBSB_DEV_ID": dev or "", "CBSB_SESSION": sid.hex()[:8]})  # fmt: skip
 
+    def _background(self, coro: Any, name: str) -> None:
+        """A side task (LAN notification, cloud verification) whose failure must never stop the
+        service: it is logged and the bootstrap goes on."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                LOG.warning("%s failed: %s", name, exc)
+
+        self.spawn(guarded(), name)
+
     # --- hooks from the bootstrapper ---------------------------------------------------------
 
     def _lan(self, sid: bytes, body: dict[str, Any]) -> None:
@@ -172,7 +186,7 @@ class GroupOwnerService(Service):
         if not target or k is None or self.boot is None:
             return
         body = {"v": 1, "gw_id": self.boot.params.gw_id.hex(), "ts": int(time.time()), **body}
-        self.spawn(self.lan.notify(target, k, sid, body), "lan-notify")
+        self._background(self.lan.notify(target, k, sid, body), "lan-notify")
 
     def window_open(self, sid: bytes, channel: int) -> None:
         assert self.cloud is not None
@@ -213,7 +227,7 @@ class GroupOwnerService(Service):
                             **link})  # fmt: skip
 
     def enrollee(self, sid: bytes, found: EnrolleeFound) -> None:
-        self.spawn(self._enrollee(sid, found), "enrollee")
+        self._background(self._enrollee(sid, found), "enrollee")
 
     async def _enrollee(self, sid: bytes, found: EnrolleeFound) -> None:
         """Discover mode (§10.6): the cloud verifies the proof and asks the user; 5 s timeout,

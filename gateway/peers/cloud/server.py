@@ -363,6 +363,14 @@ class CloudServer:
             return {**out, "sid": sid, "dev_id": dev, "psk": self._psk(gw, s, dev).hex()}
         return None
 
+    def _render_safe(self, gw: Any, ev: Any, now: float) -> dict[str, Any] | None:
+        """One bad event (say, for a device deleted since) must not block the gateway's queue."""
+        try:
+            return self._render(gw, ev, now)
+        except Exception:  # noqa: BLE001
+            LOG.exception("dropping undeliverable event %s for %s", ev["kind"], gw["serial"])
+            return None
+
     def _psk(self, gw: Any, s: Any, dev_id: str) -> bytes:
         k_dev = self.store.k_dev(dev_id)
         if k_dev is None:
@@ -392,7 +400,7 @@ class CloudServer:
             await self._wait_change(deadline)
         gw = self.store.one("SELECT * FROM gateways WHERE serial = ?", serial)
         now = time.time()
-        events = [e for e in (self._render(gw, r, now) for r in rows) if e is not None]
+        events = [e for e in (self._render_safe(gw, r, now) for r in rows) if e is not None]
         last = rows[-1]["seq"] if rows else after
         if events:
             self._wake()  # "delivered" session events
