@@ -142,6 +142,26 @@ def test_ten_steps_end_to_end(system: Stack) -> None:
     print(f"3 things, ten steps, {time.monotonic() - t0:.1f} s")
 
 
+def test_discover_mode_with_user_confirmation(system: Stack) -> None:
+    """§10.6: no QR code; the gateway reports the thing it heard, the cloud verifies its proof and
+    asks the user, and only then hands the gateway the thing's PSK."""
+    s = system
+    dev = s.enrol_device("discovered")
+    _bootstrap(s, "app-disc", 8, "--discover", "--yes", "--expect", "1", "--window", "60",
+               "--timeout", "60")  # fmt: skip
+    s.thing_bg("disc", dev, 14, s.root / "disc.json", "--timeout", "40")
+    assert s.wait_exit("disc", 60) == 0, s.log("disc")
+    assert s.wait_exit("app-disc", 60) == 0, s.log("app-disc")
+    assert _has(s, "app-disc", "confirmed", dev_id=dev.dev_id)
+    assert _has(s, "app-disc", "bound", dev_id=dev.dev_id)
+    stages = [e["stage"] for e in s.events("disc") if e.get("event") == "progress"]
+    assert "gateway says PENDING_USER_CONFIRM" in stages  # the hint while the user decides
+    assert json.loads((s.root / "disc.json").read_text())["active_dataset"] == _gateway_dataset(s)
+    bound = [d for d in _cloud_show(s)["devices"] if d["dev_id"] == dev.dev_id]
+    assert bound[0]["owner"] == "alice"
+    _wait_window_closed(s)
+
+
 def test_wrong_device_is_refused_then_locked_out(system: Stack) -> None:
     s = system
     dev = s.enrol_device("victim")
