@@ -169,7 +169,7 @@ def test_wrong_device_is_refused_then_locked_out(system: Stack) -> None:
     wrong.write_text(os.urandom(32).hex())
     impostor = Device(dev.dev_id, dev.qr, dev.claim_code, wrong)
     _bootstrap(s, "app-lock", 2, "--qr", dev.qr, "--window", "60", "--timeout", "60")
-    s.thing_bg("impostor", impostor, 6, s.root / "impostor.json", "--timeout", "5")
+    s.thing_bg("impostor", impostor, 6, s.root / "impostor.json", "--timeout", "8")
     assert s.wait_exit("impostor", 30) == 1
     wait_until(lambda: _has(s, "app-lock", "report", status="LOCKED_OUT"), 20, "LOCKED_OUT")
     reports = [e for e in s.events("app-lock") if e.get("event") == "report"]
