@@ -209,6 +209,30 @@ def test_environment_template_sets_nothing() -> None:
     assert "#GATEWAY_RADIO_URL=" in text
 
 
+def test_mirror_is_read_from_the_apt_sources(tmp_path: Path) -> None:
+    """The container tests take their Debian mirror from apt's configuration, in either format,
+    skipping deb-src, disabled stanzas and the security archive."""
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (tmp_path / "sources.list").write_text(
+        "# deb http://commented.example/debian bookworm main\n"
+        "deb-src http://src.example/debian bookworm main\n"
+        "deb http://security.example/debian-security bookworm-security main\n"
+    )
+    (d / "a.sources").write_text(
+        "Types: deb\nURIs: http://off.example/debian\nSuites: bookworm\nEnabled: no\n\n"
+        "Types: deb deb-src\n# a comment\nURIs: http://mirror.example/debian/\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n"
+    )
+    assert nspawn.debian_mirror(tmp_path) == "http://mirror.example/debian"
+    (d / "a.sources").unlink()
+    assert nspawn.debian_mirror(tmp_path) is None
+    (d / "b.list").write_text(
+        "deb [arch=amd64 signed-by=/k.gpg] http://one.example/d bookworm main\n"
+    )
+    assert nspawn.debian_mirror(tmp_path) == "http://one.example/d"
+
+
 # ---- as root, in a throwaway Debian 12 image -----------------------------------------------------
 
 
@@ -218,9 +242,8 @@ def rootfs() -> Path:
 
 
 @pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    nspawn.require_root()
-    return nspawn.build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+def wheelhouse() -> Path:
+    return nspawn.shared_wheelhouse()
 
 
 @pytest.fixture

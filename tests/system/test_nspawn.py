@@ -127,9 +127,8 @@ class System:
 
 
 @pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    nspawn.require_root()
-    return nspawn.build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+def wheelhouse() -> Path:
+    return nspawn.shared_wheelhouse()
 
 
 @pytest.fixture(scope="module")
@@ -479,3 +478,35 @@ def test_stop_is_clean(system: System) -> None:
         assert time.monotonic() - t0 < 10
     # a stopped service's runtime directory is gone, the others' are not touched by it
     assert system.ct.run("ls", "/run/gateway").stdout.split() == []
+
+
+def gateway_processes(system: System) -> list[int]:
+    """PIDs of `python -m gateway.*` processes in the container (minbase has no ps)."""
+    code = (
+        "import json, pathlib; print(json.dumps([int(p.parent.name) for p in"
+        " pathlib.Path('/proc').glob('[0-9]*/cmdline') if b'-m\\x00gateway.' in p.read_bytes()]))"
+    )
+    pids: list[int] = json.loads(system.ct.run("python3", "-c", code).stdout)
+    return pids
+
+
+def test_uninstall_under_systemd_keeps_state_then_purges(system: System) -> None:
+    system.ct.run("systemctl", "start", *UNITS.values(), timeout=120)
+    assert all(system.running(svc) for svc in SERVICES)
+    assert len(gateway_processes(system)) == 3
+    out = system.ct.run("/run/gateway-src/deploy/uninstall.sh", timeout=120).stdout
+    assert re.search(r"stopped +gateway-radio.service", out), out
+    for unit in UNITS.values():
+        state = system.ct.run("systemctl", "is-active", unit, check=False).stdout.strip()
+        assert state in ("inactive", "unknown"), (unit, state)
+        assert system.ct.run("systemctl", "cat", unit, check=False).returncode != 0
+    assert gateway_processes(system) == []
+    kept = system.ct.run("ls", "/var/lib/gateway").stdout.split()
+    assert "thread-network.json" in kept
+    assert system.ct.run("test", "-f", "/etc/gateway/gateway.toml", check=False).returncode == 0
+    assert system.ct.run("test", "-e", "/opt/gateway", check=False).returncode != 0
+
+    system.ct.run("/run/gateway-src/deploy/uninstall.sh", "--purge", timeout=120)
+    for path in ("/var/lib/gateway", "/etc/gateway", "/etc/default/gateway"):
+        assert system.ct.run("test", "-e", path, check=False).returncode != 0, path
+    assert system.ct.run("getent", "passwd", "gateway", check=False).returncode != 0
