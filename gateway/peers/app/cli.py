@@ -32,6 +32,7 @@ from gateway.group_owner.steps import STEPS, describe
 
 DEFAULT_STATE = Path(os.environ.get("CBSB_APP_STATE", "~/.config/cbsb-app")).expanduser()
 DEFAULT_LISTEN = "127.0.0.1:5683"
+LAN_END_GRACE_S = 2.0
 
 # What the app says for errors of the cloud API, in a home user's words.
 API_WORDS = {
@@ -226,6 +227,7 @@ async def cmd_bootstrap(app: App, args: argparse.Namespace) -> int:
         seen_steps: set[tuple[int, str]] = set()
         bp_of: dict[str, str] = {}
         window_over = False
+        lan_end = [float("inf")]  # when to stop waiting after the LAN said the window ended
 
         def once(step: int, key: str, message: str, **fields: Any) -> None:
             if (step, key) not in seen_steps:
@@ -294,15 +296,23 @@ async def cmd_bootstrap(app: App, args: argparse.Namespace) -> int:
                      event="report", status=st, dev_id=dev, source=source)  # fmt: skip
             elif kind in ("ended", "closed"):
                 window_over = True
-                for d, _c in devices:
-                    if d.hex() not in bp_of and d.hex() not in bound:
-                        # It can no longer join: the gateway stopped accepting things.
-                        failed.setdefault(d.hex(), "NOT_JOINED")
+                if source == "the cloud":
+                    give_up_unjoined()
+                else:
+                    # LAN notifications may overtake each other; the cloud's events are in
+                    # order. Give the reports sent before the end a moment to arrive.
+                    lan_end[0] = min(lan_end[0], time.monotonic() + LAN_END_GRACE_S)
                 st = ev.get("status") or ev.get("reason") or ""
                 once(0, "ended", f"The bootstrapping window closed ({st}).", event="ended",
                      status=st)  # fmt: skip
             elif kind == "evicted" and isinstance(dev, str):
                 failed.setdefault(dev, "EVICTED")
+
+        def give_up_unjoined() -> None:
+            for d, _c in devices:
+                if d.hex() not in bp_of and d.hex() not in bound:
+                    # It can no longer join: the gateway stopped accepting things.
+                    failed.setdefault(d.hex(), "NOT_JOINED")
 
         def done() -> bool:
             if devices:
@@ -310,6 +320,12 @@ async def cmd_bootstrap(app: App, args: argparse.Namespace) -> int:
             return len(bound) >= expect
 
         while not done() and time.monotonic() < deadline:
+            if time.monotonic() >= lan_end[0]:
+                lan_end[0] = float("inf")
+                give_up_unjoined()
+                if not devices:
+                    break
+                continue
             if pending_lan is None:
                 pending_lan = asyncio.ensure_future(lan_queue.get())
             if pending_cloud is None:
@@ -317,7 +333,8 @@ async def cmd_bootstrap(app: App, args: argparse.Namespace) -> int:
                     "sessions/events", {"token": app.token(), "sid": sid_hex, "after": after,
                                         "wait_s": 10}, timeout=20))  # fmt: skip
             finished, _ = await asyncio.wait({pending_lan, pending_cloud},
-                                             timeout=max(0.0, deadline - time.monotonic()),
+                                             timeout=max(0.0, min(deadline, lan_end[0])
+                                                         - time.monotonic()),
                                              return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
             if pending_lan in finished:
                 await handle(pending_lan.result(), "your gateway over the LAN")
