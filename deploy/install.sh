@@ -228,7 +228,11 @@ else
     [ -f "$src/pyproject.toml" ] || die "no pyproject.toml in $src"
     tmp_wheels=$(mktemp -d)
     echo "==> building the gateway's wheel from $src"
-    "${pip[@]}" wheel --no-deps --wheel-dir "$tmp_wheels" "$src"
+    # from a copy: the tree may be read-only, and an in-tree build leaves build/ behind
+    mkdir "$tmp_wheels/src"
+    tar -C "$src" --exclude=./.git --exclude=./.venv --exclude=./build --exclude='*.egg-info' \
+        --exclude=__pycache__ -cf - . | tar -C "$tmp_wheels/src" -xf -
+    "${pip[@]}" wheel --no-deps --wheel-dir "$tmp_wheels" "$tmp_wheels/src"
     wheel=$(ls "$tmp_wheels"/thing_gateway-*.whl)
     index=()
     how="from $src"
