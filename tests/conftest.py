@@ -11,17 +11,17 @@ from collections.abc import AsyncIterator
 import pytest
 
 # Each test that uses the simulated air gets its own OpenThread port offset so tests never share
-# an air. Offsets 1..9 are left for humans running OpenThread nodes by hand; xdist workers get
-# disjoint ranges.
-_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-_base = 10 + 200 * int(_worker.removeprefix("gw") or 0) + (os.getpid() % 97) * 2
-_offsets = itertools.count(_base, 2)
+# an air. The generic fixture draws from 1000..1599; offsets below 1000 are for tests that pick
+# their own (interop 40-99, Thread 100-199, CBSB 200-299, runtime 600-899) and for humans
+# running OpenThread nodes by hand (0-9).
+_FIRST, _SPAN = 1000, 600
+_offsets = itertools.count((os.getpid() * 7) % _SPAN, 2)
 
 
 @pytest.fixture
 def port_offset() -> int:
     """A port offset (OpenThread PORT_OFFSET) no other test in this run uses."""
-    return next(_offsets) % 1600 + 10
+    return _FIRST + next(_offsets) % _SPAN
 
 
 @pytest.fixture(autouse=True)

@@ -129,6 +129,7 @@ class At86rf233Emulator:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._closing = False
+        self._wake_pending = False
         # pins
         self._rstn = True  # released
         self._slp_tr = False
@@ -264,9 +265,14 @@ class At86rf233Emulator:
         return time.monotonic_ns()
 
     def _schedule(self, due_ns: int, fn: Callable[[], None]) -> None:
+        earliest = not self._timers or due_ns < self._timers[0][0]
         heapq.heappush(self._timers, (due_ns, next(self._timer_seq), fn))
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_w, b"x")
+        # the chip thread re-reads its timers after every event; another thread wakes it only
+        # when the new timer is earlier than anything it is already waiting for
+        if earliest and threading.get_ident() != self._thread.ident and not self._wake_pending:
+            self._wake_pending = True
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_w, b"x")
 
     def _settle(self) -> None:
         """Apply a state transition whose time has come (lazily, so SPI reads are exact)."""
@@ -861,6 +867,7 @@ class At86rf233Emulator:
             if self._wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake_r, 4096)
+                self._wake_pending = False
             with self._lock:
                 if self._is_closing():
                     return

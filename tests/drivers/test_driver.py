@@ -47,7 +47,7 @@ async def test_acked_unicast_delivered_with_metadata(radios):
     with b.subscribe() as sub:
         res = await a.transmit(data_frame(7, dst=0x0002))
         assert res.status is TxStatus.SUCCESS and res.frame_retries == 0
-        f = await sub.get(1.0)
+        f = await sub.get(3.0)
     assert f is not None and f.crc_ok
     assert f.payload_without_fcs == data_frame(7, dst=0x0002)
     assert f.rssi_dbm == -72
@@ -73,8 +73,8 @@ async def test_address_and_pan_filtering(radios):
         await a.transmit(data_frame(2, dst=0x0002, pan=0x9999, ack=False))  # other PAN
         await a.transmit(data_frame(3, dst=0xFFFF, ack=False))  # broadcast: accepted
         await a.transmit(data_frame(4, dst=0x0002, ack=False))  # ours: accepted
-        got = [await sub.get(0.5), await sub.get(0.3)]
-        assert await sub.get(0.2) is None
+        got = [await sub.get(3.0), await sub.get(3.0)]
+        assert await sub.get(0.5) is None
     assert [f.psdu[2] for f in got if f] == [3, 4]
 
 
@@ -88,7 +88,7 @@ async def test_extended_address_filter(radios):
     )
     with b.subscribe() as sub:
         assert (await a.transmit(frame)).ok
-        assert (await sub.get(1.0)) is not None
+        assert (await sub.get(3.0)) is not None
     other = (
         fcf.to_bytes(2, "little") + b"\x06" + PAN.to_bytes(2, "little") + bytes(8) + b"\x01\x00x"
     )
@@ -100,10 +100,10 @@ async def test_channel_isolation(radios):
     await b.set_channel(15)
     with b.subscribe() as sub:
         assert (await a.transmit(data_frame(1, dst=0x0002))).status is TxStatus.NO_ACK
-        assert await sub.get(0.2) is None
+        assert await sub.get(0.5) is None
         await a.set_channel(15)
         assert (await a.transmit(data_frame(2, dst=0x0002))).ok
-        assert (await sub.get(1.0)) is not None
+        assert (await sub.get(3.0)) is not None
     assert a.channel == 15
     with pytest.raises(InvalidArgument):
         await a.set_channel(27)
@@ -115,7 +115,7 @@ async def test_promiscuous_receives_everything_and_does_not_ack(radios):
     with b.subscribe() as sub:
         res = await a.transmit(data_frame(1, dst=0x0042), retries=0)
         assert res.status is TxStatus.NO_ACK  # a sniffer never acknowledges
-        f = await sub.get(1.0)
+        f = await sub.get(3.0)
         assert f is not None and f.psdu[2] == 1
     await b.set_promiscuous(False)
     assert (await a.transmit(data_frame(2, dst=0x0002))).ok
@@ -180,8 +180,8 @@ async def test_many_frames_both_ways(radios):
         for i in range(20):
             assert (await a.transmit(data_frame(i, dst=0x0002, src=0x0001))).ok
             assert (await b.transmit(data_frame(i, dst=0x0001, src=0x0002))).ok
-        ra = [await sa.get(1.0) for _ in range(20)]
-        rb = [await sb.get(1.0) for _ in range(20)]
+        ra = [await sa.get(3.0) for _ in range(20)]
+        rb = [await sb.get(3.0) for _ in range(20)]
     assert [f.psdu[2] for f in ra if f] == list(range(20))
     assert [f.psdu[2] for f in rb if f] == list(range(20))
 
@@ -193,7 +193,7 @@ async def test_full_length_frame(radios):
     assert len(frame) == 125
     with b.subscribe() as sub:
         assert (await a.transmit(frame)).ok
-        f = await sub.get(1.0)
+        f = await sub.get(3.0)
     assert f is not None and len(f.psdu) == 127
     with pytest.raises(InvalidArgument):
         await a.transmit(frame + b"x")

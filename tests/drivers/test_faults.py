@@ -36,7 +36,7 @@ async def test_spi_bit_errors_never_deliver_corrupted_frames(radios):
             sent[i] = f
             results.append(await a.transmit(f))
         got = []
-        while (f := await sub.get(0.3)) is not None:
+        while (f := await sub.get(3.0)) is not None:
             got.append(f)
     assert sum(r.ok for r in results) >= 55
     assert len(got) >= 50
@@ -72,7 +72,7 @@ async def test_lost_irq_during_receive_is_found_by_the_health_check(radios):
         f = await sub.get(2.0)
         assert f is not None and f.psdu[2] == 1
         assert (await a.transmit(data_frame(2, dst=0x0002))).ok
-        f = await sub.get(1.0)
+        f = await sub.get(3.0)
         assert f is not None and f.psdu[2] == 2
     assert b.counters.irq_lost_recovered >= 1
 
@@ -87,7 +87,7 @@ async def test_stuck_irq_is_recovered_by_reset(radios):
     assert b.counters.recoveries >= 1
     with b.subscribe() as sub:
         assert (await a.transmit(data_frame(3, dst=0x0002))).ok
-        assert (await sub.get(1.0)) is not None
+        assert (await sub.get(3.0)) is not None
     assert chip(b)._regs[Reg.PHY_CC_CCA] & 0x1F == 17  # configuration restored
 
 
@@ -115,7 +115,7 @@ async def test_unexpected_chip_reset_restores_configuration(radios):
     assert emu.state == regs.State.RX_AACK_ON
     with b.subscribe() as sub:
         assert (await a.transmit(data_frame(4, dst=0x0002))).ok
-        assert (await sub.get(1.0)) is not None
+        assert (await sub.get(3.0)) is not None
 
 
 async def test_reset_detected_by_the_next_transmit(radios):
@@ -158,7 +158,7 @@ async def test_crc_errors(radios):
     await b.set_promiscuous(True)
     with b.subscribe() as sub:
         await a.transmit(data_frame(2, dst=0x0002, ack=False))
-        f = await sub.get(1.0)
+        f = await sub.get(3.0)
     assert f is not None and not f.crc_ok
     assert b.counters.rx_crc_errors >= 1
 
