@@ -11,6 +11,8 @@ captures within a second.
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from gateway.admin.common import EXIT_CODES_HELP, fail, json_option, run
@@ -24,7 +26,34 @@ from gateway.admin.status_cmd import status
 __all__ = ["EXIT_CODES_HELP", "fail", "json_option", "main", "radio_option", "run"]
 
 
-@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Commands that live with their service (Thread commissioning in the border router, CBSB in
+    the group owner) are imported only when used, so that every other command stays quick."""
+
+    LAZY = {
+        "bootstrap": "gateway.group_owner.cli:bootstrap",
+        "commissioner": "gateway.border_router.cli:commissioner",
+        "dataset": "gateway.border_router.cli:dataset",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.LAZY.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = target.partition(":")
+        cmd = getattr(importlib.import_module(module), attr)
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+
+@click.group(
+    cls=_LazyGroup,
+    epilog=EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="thing-gateway", prog_name="gwctl")
 def main() -> None:
     """Administer the thing-bootstrapping gateway.
