@@ -63,7 +63,18 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
-def _peer_groups(pid: int) -> set[int]:
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13
+
+
+def _peer_groups(pid: int, sock: socket.socket | None = None) -> set[int]:
+    """The peer's supplementary groups: from the socket (SO_PEERGROUPS, works under
+    ProtectProc=invisible and in user namespaces), else from /proc."""
+    if sock is not None:
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * 256)
+            return set(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+        except OSError:
+            pass
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("Groups:"):
@@ -78,7 +89,7 @@ def peer_allowed(sock: socket.socket) -> bool:
     if uid in (0, os.geteuid()):
         return True
     ggid = gateway_gid()
-    return ggid is not None and (gid == ggid or ggid in _peer_groups(pid))
+    return ggid is not None and (gid == ggid or ggid in _peer_groups(pid, sock))
 
 
 Handler = Callable[["Connection", dict[str, Any]], Awaitable[Any]]
