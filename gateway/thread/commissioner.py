@@ -44,6 +44,8 @@ from gateway.crypto.dtls import (
     HandshakeComplete,
     check_client_hello,
 )
+from gateway.crypto.dtls_handshake import HS_CLIENT_HELLO, ClientHello, parse_fragments
+from gateway.crypto.dtls_record import CONTENT_HANDSHAKE, parse_datagram_prefix
 from gateway.crypto.thread_keys import (
     SteeringData,
     discerner_matches,
@@ -236,6 +238,7 @@ class _JoinerSession:
     connected: bool = False
     finalized_at: float | None = None
     kek: bytes | None = field(default=None, repr=False)
+    hello_random: bytes | None = None
 
 
 class _Ctx(enum.Enum):
@@ -243,6 +246,21 @@ class _Ctx(enum.Enum):
     KEEP_ALIVE = "keep_alive"
     ACTIVE_GET = "active_get"
     COMMISSIONER_SET = "commissioner_set"
+
+
+def client_hello_random(datagram: bytes) -> bytes | None:
+    """The random of an unfragmented epoch-0 ClientHello in ``datagram``, else ``None``."""
+    records, _ = parse_datagram_prefix(datagram)
+    for rec in records:
+        if rec.content_type != CONTENT_HANDSHAKE or rec.epoch != 0:
+            continue
+        try:
+            for frag in parse_fragments(rec.fragment):
+                if frag.msg_type == HS_CLIENT_HELLO and frag.is_complete:
+                    return ClientHello.from_bytes(frag.fragment).random
+        except ParseError:
+            return None
+    return None
 
 
 def joiner_id_from_iid(iid: bytes) -> bytes:
@@ -587,6 +605,13 @@ class Commissioner:
         iid = iid_tlv.value
         s = self._sessions.get(iid)
         if s is not None:
+            hello = client_hello_random(enc.value) if not s.connected else None
+            if hello is not None and s.hello_random is not None and hello != s.hello_random:
+                # The joiner started over (a new ClientHello, not a retransmission): drop the
+                # half-done session instead of leaving the joiner unanswered until it times out.
+                self._sessions.pop(iid, None)
+                s = None
+        if s is not None:
             s.port, s.locator = port.value, loc.value
             s.dtls.receive_datagram(enc.value, now)
             self._after_session(s, now)
@@ -641,6 +666,7 @@ class Commissioner:
         s = _JoinerSession(
             iid, jid, entry, port.value, loc.value, server, now, CoapEndpoint(rng=self.rng)
         )
+        s.hello_random = client_hello_random(enc.value)
         self._sessions[iid] = s
         self.counters["joiner_sessions"] += 1
         self._events.append(JoinerEvent("start", jid, entry.key))

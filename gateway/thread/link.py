@@ -256,14 +256,15 @@ class LinkCounters:
 class LinkReceiver:
     """Reassembles received frames into datagrams. Secured traffic (``MAC``/``KEK``) and
     unsecured traffic use separate :class:`~gateway.wire.fragment.Reassembler` objects; the
-    unsecured one is small (it only ever holds joiner handshakes)."""
+    unsecured one times out sooner (it only ever holds joiner handshakes, which the policer
+    already admitted, at most 16 datagrams at once)."""
 
     contexts: Contexts | None = None
     secured: Reassembler = field(
         default_factory=lambda: Reassembler(timeout=5.0, max_datagrams=8, max_bytes=8 * 1280)
     )
     unsecured: Reassembler = field(
-        default_factory=lambda: Reassembler(timeout=3.0, max_datagrams=4, max_bytes=4 * 1280)
+        default_factory=lambda: Reassembler(timeout=3.0, max_datagrams=16, max_bytes=16 * 1280)
     )
     counters: LinkCounters = field(default_factory=LinkCounters)
 

@@ -80,7 +80,7 @@ class PolicerConfig:
     global_rate: float = 150.0
     global_burst: float = 250.0
     max_joiners_tracked: int = 64
-    max_datagrams_in_flight: int = 8  # admitted fragmented datagrams (FRAG1 seen)
+    max_datagrams_in_flight: int = 16  # admitted fragmented datagrams (FRAG1 seen)
     max_datagrams_per_joiner: int = 2
     fragment_timeout: float = 3.0
 

@@ -321,3 +321,20 @@ def test_core_survives_hostile_frames_and_counts_them() -> None:
     st_ = w.core.status(w.now)
     assert st_["policer"]["not_ours"] > 0 and sum(st_["policer"].values()) > 0
     assert CoapCode.CHANGED  # the core is still alive and answers status
+
+
+def test_a_joiner_that_starts_over_gets_a_fresh_session() -> None:
+    w = World()
+    ext = w.add_external()  # 30 s joiner sessions, like OpenThread
+    w.run(0.1)
+    ext.commissioner.add_joiner(PSKD, eui64=EUI, now=w.now)
+    w.run(0.1)
+    first = w.add_joiner(PSKD, EUI)
+    first.rx_budget = 2  # dies after its second ClientHello: a session is left half-done
+    first.joiner.start(w.now)
+    w.run_until(lambda: ext.commissioner.joiner_sessions(w.now) != [], 5)
+    w.run(1)
+    again = w.add_joiner(PSKD, EUI)  # the same device, restarted
+    again.joiner.start(w.now)
+    took = w.run_until(lambda: again.joiner.done, 30)
+    assert again.joiner.state is JoinerState.JOINED and took < 2.0

@@ -76,6 +76,7 @@ async def join(
     vendor: VendorInfo | None = None,
     say: Any = None,
     stop_at_first_candidate: bool = False,
+    start_at: float | None = None,
 ) -> JoinResult:
     """Join on the radio at ``radio_url``; the :class:`JoinResult` holds the state machine
     (``joiner.state``, ``joiner.error``, ``joiner.credentials``) and the time it took."""
@@ -85,6 +86,8 @@ async def join(
     radio = open_radio(radio_url)
     await radio.open()
     try:
+        if start_at is not None:  # several things started together (demo, benchmark)
+            await asyncio.sleep(max(0.0, start_at - time.time()))
         j = Joiner(
             pskd,
             eui64 if eui64 is not None else radio.info.eui64,
@@ -174,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first", action="store_true",
                     help="stop scanning at the first admitting joiner router")  # fmt: skip
     ap.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
+    ap.add_argument("--start-at", type=float, metavar="UNIX_TIME",
+                    help="open the radio, then start joining at this wall-clock time")  # fmt: skip
     ap.add_argument("--out", type=Path, help="write the credentials here (JSON, mode 0600)")
     ap.add_argument("--vendor-name", default=VendorInfo.name)
     ap.add_argument("--vendor-model", default=VendorInfo.model)
@@ -212,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 say=say,
                 stop_at_first_candidate=args.first,
+                start_at=args.start_at,
             )
         )
     except GatewayError as exc:
