@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,12 @@ RESET = "\x1b[0m" if BOLD else ""
 T0 = time.monotonic()
 
 
+_STEP = [0]
+
+
 def step(title: str) -> None:
-    print(f"\n{BOLD}== {title}{RESET}", flush=True)
+    _STEP[0] += 1
+    print(f"\n{BOLD}== {_STEP[0]}. {title}{RESET}", flush=True)
 
 
 def say(text: str) -> None:
@@ -76,7 +82,7 @@ def data_frame(seq: int, dst: int, src: int, payload: bytes, ack: bool = True) -
 
 
 async def radio_foundation(offset: int) -> None:
-    step("1. Two emulated AT86RF233 radios on the simulated air")
+    step("Two emulated AT86RF233 radios on the simulated air")
     # a Wi-Fi access point next door raises the energy on channels 15-20
     wifi = "15:-68,16:-61,17:-58,18:-60,19:-66,20:-74"
     url_a = f"emulated:?node=1&port_offset={offset}&interference={wifi}"
@@ -90,7 +96,7 @@ async def radio_foundation(offset: int) -> None:
         await a.set_addresses(pan_id=0xFACE, short_addr=0x0001)
         await b.set_addresses(pan_id=0xFACE, short_addr=0x0002)
 
-        step("2. Energy scan of channels 11-26 (a Wi-Fi AP is busy on 15-20)")
+        step("Energy scan of channels 11-26 (a Wi-Fi AP is busy on 15-20)")
         scan = await a.energy_scan(range(11, 27), 0.01)
         quiet = min(scan, key=lambda c: scan[c])
         say("  ".join(f"{c}:{scan[c]}" for c in range(11, 27)) + " dBm")
@@ -98,7 +104,7 @@ async def radio_foundation(offset: int) -> None:
         await a.set_channel(quiet)
         await b.set_channel(quiet)
 
-        step("3. Acknowledged frames both ways (TX_ARET with CSMA-CA, auto-ACK in RX_AACK)")
+        step("Acknowledged frames both ways (TX_ARET with CSMA-CA, auto-ACK in RX_AACK)")
         with a.subscribe() as sa, b.subscribe() as sb:
             for i in range(3):
                 res = await a.transmit(data_frame(i, 0x0002, 0x0001, b"\x01hello thing"))
@@ -111,7 +117,7 @@ async def radio_foundation(offset: int) -> None:
                 f = await sa.get(1.0)
                 say(f"thing -> gateway seq {i}: {res.status.value}")
 
-        step("4. A frame nobody acknowledges: the chip retries, then reports NO_ACK")
+        step("A frame nobody acknowledges: the chip retries, then reports NO_ACK")
         res = await a.transmit(data_frame(9, 0x0077, 0x0001, b"\x01anyone?"))
         assert res.status is TxStatus.NO_ACK
         say(
@@ -134,8 +140,9 @@ def _service_env(tmp: Path, offset: int) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def services(tmp: Path, offset: int) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    env = _service_env(tmp, offset)
+def services(
+    tmp: Path, offset: int, env: dict[str, str]
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs = tmp / "logs"
     logs.mkdir(exist_ok=True)
@@ -164,45 +171,87 @@ async def _status(tmp: Path, service: str) -> dict[str, Any] | None:
         return None
 
 
+@dataclass
+class DemoContext:
+    """What the bootstrapping demos get (see gateway/group_owner/demo.py and
+    gateway/border_router/demo.py)."""
+
+    tmp: Path
+    port_offset: int
+    env: dict[str, str]
+
+    def say(self, text: str) -> None:
+        say(text)
+
+    def step(self, title: str) -> None:
+        step(title)
+
+
+async def _wait_ready(tmp: Path, procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    ready: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline and len(ready) < 3:
+        for svc in ("radio", "border-router", "group-owner"):
+            if svc not in ready:
+                st = await _status(tmp, svc)
+                if st and st.get("phase") == "ready":
+                    ready[svc] = st
+                    say(f"{svc}: ready (pid {st['pid']})")
+        for name, p in procs.items():
+            if p.poll() is not None:
+                raise SystemExit(f"service {name} exited with {p.returncode}; see {tmp}/logs")
+        await asyncio.sleep(0.2)
+    if len(ready) < 3:
+        raise SystemExit(f"services did not become ready; logs in {tmp}/logs")
+    return ready
+
+
 async def appliance(tmp: Path, offset: int) -> None:
-    step("5. The appliance: radio, border-router and group-owner services")
+    from gateway.group_owner import demo as cbsb_demo
+
+    ctx = DemoContext(tmp, offset, _service_env(tmp, offset))
+    step("The appliance: the cloud, then the radio, border-router and group-owner services")
     say(f"state in {tmp / 'state'}, sockets in {tmp / 'run'} (no configuration file: defaults)")
-    with services(tmp, offset) as procs:
-        deadline = time.monotonic() + 30
-        ready: dict[str, dict[str, Any]] = {}
-        while time.monotonic() < deadline and len(ready) < 3:
-            for svc in ("radio", "border-router", "group-owner"):
-                if svc not in ready:
-                    st = await _status(tmp, svc)
-                    if st and st.get("phase") == "ready":
-                        ready[svc] = st
-                        say(f"{svc}: ready (pid {st['pid']})")
-            for name, p in procs.items():
-                if p.poll() is not None:
-                    raise SystemExit(f"service {name} exited with {p.returncode}; see {tmp}/logs")
-            await asyncio.sleep(0.2)
-        if len(ready) < 3:
-            raise SystemExit(f"services did not become ready; logs in {tmp}/logs")
-        br = ready["border-router"].get("thread", {})
-        say(f"Thread network created on first start: '{br.get('network_name')}', channel "
-            f"{br.get('channel')}, PAN {br.get('pan_id')}, ext PAN {br.get('ext_pan_id')}")  # fmt: skip
-        step("6. Resilience: kill -9 the radio service; its clients reconnect")
-        procs["radio"].kill()
-        procs["radio"].wait()
-        say("radio service killed")
-        env = _service_env(tmp, offset)
-        procs["radio"] = _start_service("radio", env, tmp / "logs")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            st = await _status(tmp, "border-router")
-            if st and st.get("radio_reconnects", 0) >= 1 and st.get("radio_connected"):
-                say("radio service restarted; border router reconnected and restored its "
-                    "channel, addresses and keys")  # fmt: skip
-                break
-            await asyncio.sleep(0.2)
-        doc = _gwctl_status(env)
-        if doc is not None:
-            say(f"gwctl status --json: {', '.join(sorted(doc.get('services', {})))} answer")
+    await cbsb_demo.start_cloud(ctx)
+    ctx.env = {**ctx.env, **cbsb_demo.cloud_env(ctx)}
+    try:
+        with services(tmp, offset, ctx.env) as procs:
+            ready = await _wait_ready(tmp, procs)
+            br = ready["border-router"].get("thread", {})
+            say(f"Thread network created on first start: '{br.get('network_name')}', channel "
+                f"{br.get('channel')}, PAN {br.get('pan_id')}, ext PAN {br.get('ext_pan_id')}")  # fmt: skip
+            await resilience(tmp, offset, ctx.env, procs)
+            await cbsb_demo.demo_cbsb(ctx)
+            try:
+                thread_demo = importlib.import_module("gateway.border_router.demo")
+            except ModuleNotFoundError:
+                step("Thread commissioning")
+                say("not part of this build yet")
+            else:
+                await thread_demo.demo_thread(ctx)
+    finally:
+        await cbsb_demo.stop_cloud(ctx)
+
+
+async def resilience(
+    tmp: Path, offset: int, env: dict[str, str], procs: dict[str, subprocess.Popen[bytes]]
+) -> None:
+    step("Resilience: kill -9 the radio service; its clients reconnect")
+    procs["radio"].kill()
+    procs["radio"].wait()
+    say("radio service killed")
+    procs["radio"] = _start_service("radio", env, tmp / "logs")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        st = await _status(tmp, "border-router")
+        if st and st.get("radio_reconnects", 0) >= 1 and st.get("radio_connected"):
+            say("radio service restarted; border router reconnected and restored its "
+                "channel, addresses and keys")  # fmt: skip
+            break
+        await asyncio.sleep(0.2)
+    doc = _gwctl_status(env)
+    if doc is not None:
+        say(f"gwctl status --json: {', '.join(sorted(doc.get('services', {})))} answer")
 
 
 def _start_service(name: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
@@ -227,7 +276,7 @@ def _gwctl_status(env: dict[str, str]) -> dict[str, Any] | None:
 
 
 def summarize(tap: TapThread, pcap: Path) -> None:
-    step("7. The air, as Wireshark sees it")
+    step("The air, as Wireshark sees it")
     say(f"{len(tap.frames)} frames captured to {pcap}")
     for node, ch, psdu in tap.frames[:8]:
         say(f"node {node:2d} ch {ch}: {describe(psdu[:-2])}")
