@@ -48,6 +48,9 @@ class CloudLink:
         self.on_event = on_event
         self.fallback_url = fallback_url
         self.identity = Identity(self.state_dir)
+        self._session_task: asyncio.Future[None] | None = None
+        self._kicked = False
+        self._kick_reason = ""
         self.factory: Factory | None = None
         self.boot_id = secrets.token_hex(8)
         self.state = "starting"
@@ -129,7 +132,15 @@ class CloudLink:
                 continue
             self.factory = factory
             try:
-                await self._session(factory)
+                self._session_task = asyncio.ensure_future(self._session(factory))
+                await self._session_task
+            except asyncio.CancelledError:
+                if not self._kicked:
+                    raise
+                self._kicked = False
+                self._down("reconnecting", self._kick_reason)
+                backoff = 0.5
+                continue
             except CloudUnreachable as exc:
                 self._down("unreachable", exc.message)
             except CloudApiError as exc:
@@ -143,6 +154,15 @@ class CloudLink:
                 backoff = 0.5
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 8.0)
+
+    def reconnect(self, why: str) -> None:
+        """Drop the current connection and connect again now (the uplink changed: the TCP
+        connection may be dead without either side having noticed yet)."""
+        task = self._session_task
+        if task is not None and not task.done():
+            self._kicked = True
+            self._kick_reason = why
+            task.cancel()
 
     def _down(self, state: str, why: str) -> None:
         if self._connected.is_set():

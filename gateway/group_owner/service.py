@@ -28,6 +28,7 @@ from gateway.runtime.jsonline import Connection, Handler
 from gateway.runtime.logs import register_secret
 from gateway.runtime.network import load_or_create_network
 from gateway.runtime.service import Service, run_service
+from gateway.runtime.uplink import Uplink
 from gateway.wire.cbsb import STATUS_HINTS, BeaconFlags, Delivery, Status
 from gateway.wire.cbsb_session import EnrolleeFound, JoinCompleted, JoinGrant
 from gateway.wire.dataset import ActiveDataset
@@ -51,6 +52,7 @@ class GroupOwnerService(Service):
         self.dataset: ActiveDataset | None = None
         self.cbsb_frames = 0
         self.cloud: CloudLink | None = None
+        self.uplink: Uplink | None = None
         self.boot: Bootstrapper | None = None
         self.pairing: Pairing | None = None
         self.lan = LanNotifier()
@@ -82,7 +84,28 @@ class GroupOwnerService(Service):
         self.spawn(self._cbsb_rx(queue), "cbsb-rx")
         self.spawn(self.boot.run(), "bootstrap")
         self.spawn(self.cloud.run(), "cloud-link")
+        await self._start_uplink()
         self.set_phase("idle: no bootstrapping window open")
+
+    async def _start_uplink(self) -> None:
+        """Follow the uplink: the cloud link reconnects as soon as the network comes back or
+        moves, without waiting for a dead connection to time out."""
+        uplink = Uplink(self.settings.network.uplink)
+        try:
+            await uplink.start()
+        except GatewayError as exc:
+            LOG.warning("not following the uplink (%s); the cloud link relies on its timeouts", exc)
+            return
+        self.uplink = uplink
+        self.spawn(self._follow_uplink(uplink), "uplink")
+
+    async def _follow_uplink(self, uplink: Uplink) -> None:
+        with uplink.changes() as changes:
+            async for change in changes:
+                if change.reconnect and self.cloud is not None:
+                    LOG.info("uplink %s changed (%s): reconnecting to the cloud",
+                             change.new.ifname, ", ".join(sorted(change.changed)))  # fmt: skip
+                    self.cloud.reconnect("the uplink changed")
 
     async def _cbsb_rx(self, queue: asyncio.Queue[RxEvent]) -> None:
         while True:
@@ -92,6 +115,8 @@ class GroupOwnerService(Service):
                 self.boot.on_rx(ev)
 
     async def stop(self) -> None:
+        if self.uplink is not None:
+            await self.uplink.close()
         await self.lan.close()
         await self.radio.close()
 
@@ -317,6 +342,7 @@ class GroupOwnerService(Service):
             "radio_reconnects": self.radio.reconnects,
             "cbsb_frames": self.cbsb_frames,
             "cbsb": self.bootstrap_status(),
+            "uplink": self.uplink.status() if self.uplink is not None else None,
         }
 
     def methods(self) -> dict[str, Handler]:
