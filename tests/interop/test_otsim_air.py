@@ -97,6 +97,31 @@ async def deltas_once(
         await asyncio.sleep(0.05)
 
 
+async def quiesce(node: OtNode, still_s: float = 0.3, timeout: float = 5.0) -> None:
+    """Wait until OpenThread has sent nothing (no frame, no retry) for ``still_s``: an answer
+    to a radio that a previous test already closed (up to 16 tries) must not land in the next
+    test's counter deltas."""
+
+    def activity(c: dict[str, int]) -> int:
+        return c["TxTotal"] + c["TxRetry"]
+
+    last = activity(await counters(node))
+    quiet_since = time.monotonic()
+    end = quiet_since + timeout
+    while time.monotonic() < end:
+        await asyncio.sleep(0.1)
+        now = activity(await counters(node))
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= still_s:
+            return
+
+
+@pytest.fixture(autouse=True)
+async def _openthread_quiet(ot_leader: Leader) -> None:
+    await quiesce(ot_leader.node)
+
+
 @asynccontextmanager
 async def emulated_radio(
     leader: Leader, ext: ExtAddress, pan_id: int | None = None
