@@ -179,7 +179,6 @@ class CommissionerPeer:
         if self._transport is not None and not self._transport.is_closing():
             self.ext.close(self._now())
             self._flush()
-            self.say("resigned and closed the session")
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -263,8 +262,10 @@ class CommissionerPeer:
                 self.say(f"commissioner {ev.state.value}: {ev.error.message}")
             elif ev.state is CommissionerState.ACTIVE:
                 self.say(f"petition accepted: active commissioner, session ID {ev.session_id}")
+            elif ev.state is CommissionerState.PETITIONING:
+                self.say("petitioning the leader (COMM_PET with our Commissioner ID)")
             else:
-                self.say(f"commissioner {ev.state.value}")
+                self.say("resigned (COMM_KA with State Reject)")
             self._state_change.set()
         elif isinstance(ev, SteeringUpdated):
             self.say(

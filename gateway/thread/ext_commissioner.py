@@ -73,6 +73,7 @@ class ExternalCommissioner:
         if self.commissioner.state is not CommissionerState.DISABLED:
             self.commissioner.stop(now)
             self._pump(now)
+            self._events.extend(self.commissioner.events())
         if self._dtls is not None:
             self._dtls.close()
         if self.link_state in (BorderAgentLinkState.CONNECTED, BorderAgentLinkState.HANDSHAKING):
@@ -112,8 +113,9 @@ class ExternalCommissioner:
                 self._events.append(LinkEvent(self.link_state, ev.error))
                 self.commissioner.link_lost(ev.error.message)
             elif isinstance(ev, ConnectionClosed):
-                self.link_state = BorderAgentLinkState.CLOSED
-                self._events.append(LinkEvent(self.link_state))
+                if self.link_state is not BorderAgentLinkState.CLOSED:
+                    self.link_state = BorderAgentLinkState.CLOSED
+                    self._events.append(LinkEvent(self.link_state))
                 self.commissioner.link_lost("closed by the border agent")
         self._pump(now)
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from typing import Final
 
+from cryptography.hazmat.primitives import hashes
+
 from gateway.crypto.dtls import (
     ApplicationData,
     ConnectionClosed,
@@ -152,6 +154,13 @@ class VendorInfo:
     provisioning_url: str | None = None
 
 
+def _fingerprint(secret: bytes) -> str:
+    """4 bytes of SHA-256: enough to compare two copies of a key, useless to recover it."""
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(secret)
+    return digest.finalize()[:4].hex()
+
+
 @dataclass(frozen=True)
 class JoinerCredentials:
     """What a joined device holds: the network key and the dataset JOIN_ENT carried."""
@@ -174,7 +183,7 @@ class JoinerCredentials:
             "pan_id": f"0x{ds.pan_id:04x}" if ds.pan_id is not None else None,
             "ext_pan_id": ds.ext_pan_id.hex() if ds.ext_pan_id else None,
             "mesh_local_prefix": ds.mesh_local_prefix.hex() if ds.mesh_local_prefix else None,
-            "network_key": f"{key[:1].hex()}...{key[-1:].hex()} (redacted)" if key else None,
+            "network_key": f"(redacted; fingerprint {_fingerprint(key)})" if key else None,
             "pskc": "(redacted)" if ds.pskc else None,
             "key_sequence": self.key_sequence,
             "joiner_router": self.router.hex(),
