@@ -17,7 +17,8 @@ Fact sheet §2.3, §4.2, §4.6 (OpenThread ``src/core/meshcop/border_agent.cpp``
   answers come back as UDP_RX from the Leader ALOC. Destinations we do not serve are counted
   and dropped (there is no other Thread node to route to until MLE attach exists);
 * MGMT_ACTIVE_GET, MGMT_PENDING_GET and MGMT_COMMISSIONER_GET are answered directly, for any
-  connected session.
+  connected session; MGMT_COMMISSIONER_SET sent directly (not tunnelled, as commissioners did
+  before OpenThread's PR #10652) is served for the active commissioner.
 """
 
 from __future__ import annotations
@@ -389,6 +390,16 @@ class BorderAgent:
                 self._reply(s, msg, [], now, code=CoapCode.BAD_REQUEST)
                 return
             self._reply(s, msg, out, now)
+            return
+        if uri is TmfUri.MGMT_COMMISSIONER_SET:
+            # Sent straight to the border agent by commissioners older than OpenThread's PR
+            # #10652 (newer ones tunnel it in UDP_TX): served for the active commissioner.
+            if self._active_session() is not s:
+                self._reply(s, msg, [StateTlv(State.REJECT)], now)
+                return
+            rsp = self.leader.handle_tmf(msg, now, source_rloc16=self.rloc16)
+            if rsp is not None:
+                self._send(s, [rsp])
             return
         if uri in (TmfUri.RLY_TX, TmfUri.UDP_TX):
             if self._active_session() is not s:

@@ -94,3 +94,25 @@ def test_commissioner_commands_need_the_border_router(env: dict[str, str]) -> No
     assert json.loads(r.output.splitlines()[0])["error"]["code"] == "GW002"
     r = CliRunner().invoke(commissioner, ["joiner", "add", "not-hex", "J01NME"])
     assert r.exit_code == 2 and "not an EUI-64" in r.output
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["gateway.peers.commissioner", "--help"],
+        ["gateway.peers.thing", "join", "--help"],
+        ["gateway.border_router", "--help"],
+    ],
+)
+def test_help_prints_usage_and_exits_0(argv: list[str], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", *argv], capture_output=True, text=True, timeout=30, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+             "GATEWAY_STATE_DIR": str(tmp_path / "nothing-here")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage:")
+    assert not (tmp_path / "nothing-here").exists()  # no side effects

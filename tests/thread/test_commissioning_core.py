@@ -338,3 +338,32 @@ def test_a_joiner_that_starts_over_gets_a_fresh_session() -> None:
     again.joiner.start(w.now)
     took = w.run_until(lambda: again.joiner.done, 30)
     assert again.joiner.state is JoinerState.JOINED and took < 2.0
+
+
+def test_direct_commissioner_set_is_served_for_the_active_commissioner() -> None:
+    from gateway.wire.coap import tmf_request
+    from gateway.wire.meshcop import CommissionerSessionIdTlv, SteeringDataTlv
+
+    w = World()
+    ext = w.add_external()
+    w.run(0.1)
+    sid = ext.commissioner.session_id
+    assert sid is not None
+    req = tmf_request(
+        TmfUri.MGMT_COMMISSIONER_SET,
+        [CommissionerSessionIdTlv(sid), SteeringDataTlv(b"\xff")],
+        mid=7,
+        token=b"\x01\x02",
+    )
+    assert ext._dtls is not None
+    ext._dtls.send(req.to_bytes())
+    w.run(0.1)
+    assert w.core.leader.steering_data == b"\xff" and w.core.joining_allowed
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_client_hello_random_never_raises(data: bytes) -> None:
+    from gateway.thread.commissioner import client_hello_random
+
+    assert client_hello_random(data) is None or len(client_hello_random(data) or b"") == 32

@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.crypto.thread_keys import SteeringData, joiner_id
 from gateway.errors import ParseError
@@ -182,3 +184,17 @@ def test_txt_record_keys_and_round_trip() -> None:
         parse_meshcop_txt("x", (), 1, {b"xp": b"short"})
     with pytest.raises(ParseError):
         parse_meshcop_txt("x", (), 1, {b"nn": b"\xff\xfe"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    props=st.dictionaries(
+        st.sampled_from([b"nn", b"xp", b"xa", b"sb", b"tv", b"rv", b"zz"]),
+        st.one_of(st.none(), st.binary(max_size=20)),
+    )
+)
+def test_txt_parser_raises_only_parse_error(props: dict[bytes, bytes | None]) -> None:
+    try:
+        parse_meshcop_txt("x", (), 1, props)
+    except ParseError:
+        pass
