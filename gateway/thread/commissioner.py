@@ -851,13 +851,18 @@ class Commissioner:
             t = s.dtls.next_timeout()
             if t is not None:
                 times.append(t)
-            times.append(s.started + self.joiner_session_timeout)
             if s.finalized_at is not None:
                 times.append(s.finalized_at + 5.0)
+            else:
+                times.append(s.started + self.joiner_session_timeout)
         for e in self.joiners.values():
             if e.expires is not None:
                 times.append(e.expires)
-            if e.joined_at is not None and self.remove_joined_after is not None:
+            if (
+                e.joined_at is not None
+                and self.remove_joined_after is not None
+                and e.eui64 is not None  # only EUI-64 entries are removed after a join
+            ):
                 times.append(e.joined_at + self.remove_joined_after)
         return min(times, default=None)
 

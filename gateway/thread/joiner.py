@@ -581,11 +581,11 @@ class Joiner:
         if self._dtls is not None:
             self._dtls.handle_timeout(now)
             self._after_dtls(now)
-            resend, _gone = self._coap.poll(now)
-            for m in resend:
-                if self._dtls is not None and self._dtls.is_connected:
-                    self._dtls.send(m.to_bytes())
-            self._flush_dtls()
+        resend, _gone = self._coap.poll(now)  # always: no deadline may stay in the past
+        for m in resend:
+            if self._dtls is not None and self._dtls.is_connected:
+                self._dtls.send(m.to_bytes())
+        self._flush_dtls()
         if self._deadline is None or now < self._deadline:
             return
         if self.state is JoinerState.DISCOVER:

@@ -367,3 +367,24 @@ def test_client_hello_random_never_raises(data: bytes) -> None:
     from gateway.thread.commissioner import client_hello_random
 
     assert client_hello_random(data) is None or len(client_hello_random(data) or b"") == 32
+
+
+def test_no_deadline_stays_in_the_past() -> None:
+    """After every poll, each component's next deadline lies in the future (a deadline left in
+    the past would make the services' timer loops spin)."""
+    w = World()
+    ext = w.add_external()
+    w.run(0.1)
+    ext.commissioner.add_joiner(PSKD, now=w.now)  # a wildcard entry: it stays after the join
+    w.run(0.1)
+    jn = w.add_joiner(PSKD, EUI)
+    jn.joiner.start(w.now)
+    w.run_until(lambda: jn.joiner.done, 10)
+    failed = w.add_joiner("WR0NG1", bytes(8))
+    failed.joiner.start(w.now)
+    w.run_until(lambda: failed.joiner.done, 40)
+    for _ in range(30):
+        w.step(w.now + 5.0)
+        for t in (w.core.next_timeout(), ext.next_timeout(), jn.joiner.next_timeout(),
+                  failed.joiner.next_timeout()):  # fmt: skip
+            assert t is None or t > w.now
