@@ -121,6 +121,11 @@ def test_external_commissioner_admits_a_joiner_in_virtual_time() -> None:
     )
     kinds = [e.kind for e in events_of(ext, JoinerEvent)]
     assert kinds == ["start", "connect", "finalize", "end"]
+    secrets_ = [w.ds.network_key, w.ds.pskc, jn.joiner.kek]
+    for obj in (w.core, ext, jn.joiner, ext.commissioner, w.core.joiner_router, creds):
+        text = repr(obj)
+        assert PSKD not in text
+        assert all(k is not None and k.hex() not in text and repr(k) not in text for k in secrets_)
     assert len(w.core.entrusted) == 1
     assert w.core.policer.dropped == 0
 
