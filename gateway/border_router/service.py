@@ -39,6 +39,7 @@ from gateway.runtime.jsonline import Connection, Handler
 from gateway.runtime.network import load_network, load_or_create_network
 from gateway.runtime.service import Service, run_service
 from gateway.runtime.state import atomic_write
+from gateway.runtime.uplink import Uplink
 from gateway.thread.commissioner import (
     CommissionerState,
     JoinerEvent,
@@ -106,6 +107,7 @@ class BorderRouterService(Service):
         self.core: BorderRouterCore | None = None
         self.ext_addr: ExtAddress | None = None
         self._ba_transport: asyncio.DatagramTransport | None = None
+        self.uplink: Uplink | None = None
         self.ba_port: int | None = None
         self._txq: asyncio.Queue[OutFrame] = asyncio.Queue(maxsize=4096)
         self._wake = asyncio.Event()
@@ -167,6 +169,7 @@ class BorderRouterService(Service):
         self.spawn(self._timer_loop(), "timers")
         self.set_phase("opening the border agent")
         await self._open_border_agent(loop)
+        await self._start_uplink()
         if self.settings.border_router.advertise_mdns:
             self.spawn(self._publish_mdns(), "mdns")
         self.set_phase(
@@ -197,6 +200,46 @@ class BorderRouterService(Service):
         transport, _ = await loop.create_datagram_endpoint(lambda: _BaProtocol(self), sock=sock)
         self._ba_transport = transport
         self.ba_port = sock.getsockname()[1]
+
+    async def _start_uplink(self) -> None:
+        """Follow the WLAN/LAN uplink: the DNS-SD advertisement moves with its addresses and is
+        withdrawn while it is unusable. The border agent socket listens on the wildcard address,
+        so it keeps answering on new addresses without being re-opened."""
+        uplink = Uplink(self.settings.network.uplink)
+        try:
+            await uplink.start()
+        except GatewayError as exc:
+            LOG.warning(
+                "not following the uplink (%s); DNS-SD stays on the addresses at start", exc
+            )
+            return
+        self.uplink = uplink
+        self.spawn(self._follow_uplink(uplink), "uplink")
+
+    async def _follow_uplink(self, uplink: Uplink) -> None:
+        with uplink.changes() as changes:
+            async for change in changes:
+                if not self.settings.border_router.advertise_mdns:
+                    continue
+                if not (change.rebind or "link" in change.changed):
+                    continue
+                LOG.info("uplink %s changed (%s): moving the DNS-SD advertisement",
+                         change.new.ifname, ", ".join(sorted(change.changed)))  # fmt: skip
+                await self._withdraw_mdns()
+                if change.new.usable:
+                    await self._publish_mdns()
+
+    async def _withdraw_mdns(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            with contextlib.suppress(Exception):
+                await publisher.close()
+
+    def _mdns_interface(self) -> str:
+        configured = self.settings.network.uplink
+        if configured == "auto" and self.uplink is not None and self.uplink.state.ifname:
+            return self.uplink.state.ifname
+        return configured
 
     def _ba_id(self) -> bytes:
         path = self.state_dir / "border-agent-id"
@@ -233,16 +276,18 @@ class BorderRouterService(Service):
             self._publisher = MeshcopPublisher(
                 instance_name(VENDOR, PRODUCT, self.ext_addr),
                 self.ba_port,
-                uplink=self.settings.network.uplink,
+                uplink=self._mdns_interface(),
                 host=f"gateway-{self.ext_addr.hex()[-4:]}",
             )
         try:
             await self._publisher.publish(self._txt())
-            LOG.info("published _meshcop._udp on %s", self.settings.network.uplink)
+            LOG.info("published _meshcop._udp on %s", self._mdns_interface())
         except (OSError, Exception) as exc:  # noqa: BLE001 - mDNS trouble must not stop the BR
             LOG.warning("cannot publish the border agent by DNS-SD: %s", exc)
 
     async def stop(self) -> None:
+        if self.uplink is not None:
+            await self.uplink.close()
         if self.core is not None:
             with contextlib.suppress(Exception):
                 self.core.commissioner_stop(asyncio.get_running_loop().time())
@@ -526,6 +571,7 @@ class BorderRouterService(Service):
                 "pan_id": f"0x{ds.pan_id:04x}" if ds.pan_id is not None else None,
                 "ext_pan_id": ds.ext_pan_id.hex() if ds.ext_pan_id else None,
             }
+        out["uplink"] = self.uplink.status() if self.uplink is not None else None
         if self.core is not None:
             with contextlib.suppress(RuntimeError):
                 out["border_agent_port"] = self.ba_port

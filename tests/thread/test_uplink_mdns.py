@@ -1,0 +1,66 @@
+"""The border router's DNS-SD advertisement follows the uplink: withdrawn while the uplink is
+unusable, published again on its new addresses."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from gateway.border_router.service import BorderRouterService
+from gateway.runtime.settings import Settings
+
+
+class FakeChanges:
+    def __init__(self, changes):
+        self._it = iter(changes)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        try:
+            return next(self._it)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+def change(changed, usable, rebind=True):
+    return SimpleNamespace(
+        changed=frozenset(changed),
+        rebind=rebind,
+        new=SimpleNamespace(usable=usable, ifname="wlan0"),
+    )
+
+
+async def test_advertisement_moves_with_the_uplink(tmp_path, monkeypatch):
+    monkeypatch.setenv("GATEWAY_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("GATEWAY_RUNTIME_DIR", str(tmp_path / "run"))
+    svc = BorderRouterService(Settings())
+    calls: list[str] = []
+
+    async def publish():
+        calls.append("publish")
+
+    async def withdraw():
+        calls.append("withdraw")
+
+    monkeypatch.setattr(svc, "_publish_mdns", publish)
+    monkeypatch.setattr(svc, "_withdraw_mdns", withdraw)
+    uplink = SimpleNamespace(
+        changes=lambda: FakeChanges(
+            [
+                change({"link"}, usable=False, rebind=False),  # Wi-Fi lost: withdraw only
+                change({"addresses"}, usable=True),  # back with a new address: publish again
+                change(
+                    {"route"}, usable=True, rebind=False
+                ),  # a route change alone: nothing to move
+            ]
+        )
+    )
+    await svc._follow_uplink(uplink)  # type: ignore[arg-type]
+    assert calls == ["withdraw", "withdraw", "publish"]
