@@ -187,11 +187,15 @@ class RadioClient:
                     async with asyncio.timeout(max(0.01, deadline - loop.time())):
                         await self._connected.wait()
                 except TimeoutError:
-                    raise ServiceUnavailable("the radio service did not come back in time") from None
+                    raise ServiceUnavailable(
+                        "the radio service did not come back in time"
+                    ) from None
             client = self._client
             assert client is not None
             try:
-                return await client.call(method, timeout=max(0.01, deadline - loop.time()), **params)
+                return await client.call(
+                    method, timeout=max(0.01, deadline - loop.time()), **params
+                )
             except ServiceUnavailable:
                 if not self.reconnect or method == "transmit":
                     # never risk sending a frame twice: the caller decides whether to retry

@@ -24,7 +24,9 @@ def hex_bytes(params: dict[str, Any], name: str, lo: int = 0, hi: int = 127) -> 
     return data
 
 
-def int_param(params: dict[str, Any], name: str, lo: int, hi: int, default: int | None = None) -> int:
+def int_param(
+    params: dict[str, Any], name: str, lo: int, hi: int, default: int | None = None
+) -> int:
     raw = params.get(name, default)
     if raw is None:
         raise InvalidArgument(f"'{name}' is required")

@@ -128,7 +128,9 @@ class RadioService(Service):
         out["mac"] = dict(self.stats)
         if self.counters_store is not None:
             store = self.counters_store
-            out["frame_counters"] = {k.key_id: store.peek(k.counter_id) for k in self._keys.values()}
+            out["frame_counters"] = {
+                k.key_id: store.peek(k.counter_id) for k in self._keys.values()
+            }
         return out
 
     def methods(self) -> dict[str, Handler]:
@@ -158,7 +160,9 @@ class RadioService(Service):
             "t": frame.wall_time if frame is not None else time.time(),
         }
         if frame is not None:
-            event.update(channel=frame.channel, rssi=frame.rssi_dbm, lqi=frame.lqi, crc_ok=frame.crc_ok)
+            event.update(
+                channel=frame.channel, rssi=frame.rssi_dbm, lqi=frame.lqi, crc_ok=frame.crc_ok
+            )
         try:
             mf = MacFrame.from_bytes(raw, fcs=True)
         except ParseError:
@@ -290,7 +294,9 @@ class RadioService(Service):
         coord = p.get("coordinator")
         if coord is not None and not isinstance(coord, bool):
             raise InvalidArgument("'coordinator' must be true or false")
-        await self._radio().set_addresses(pan_id=pan, short_addr=short, ext_addr=ext, coordinator=coord)
+        await self._radio().set_addresses(
+            pan_id=pan, short_addr=short, ext_addr=ext, coordinator=coord
+        )
         if ext is not None:
             self.ext_addr = ExtAddress(ext)
         return {"ext_addr": self.ext_addr.hex()}
@@ -304,8 +310,10 @@ class RadioService(Service):
 
     async def _energy_scan(self, _c: Connection, p: dict[str, Any]) -> dict[str, Any]:
         chans = p.get("channels", list(CHANNELS))
-        if not isinstance(chans, list) or not chans or not all(
-            isinstance(c, int) and c in CHANNELS for c in chans
+        if (
+            not isinstance(chans, list)
+            or not chans
+            or not all(isinstance(c, int) and c in CHANNELS for c in chans)
         ):
             raise InvalidArgument("'channels' must be a list of channels 11..26")
         dur = p.get("duration", 0.05)
@@ -323,7 +331,9 @@ class RadioService(Service):
         index = int_param(p, "key_index", 0, 255) if mode else None
         source = hex_bytes(p, "key_source", 0, 8) if "key_source" in p else b""
         if len(source) != (0, 0, 4, 8)[mode]:
-            raise InvalidArgument(f"key id mode {mode} needs a {(0, 0, 4, 8)[mode]}-byte key_source")
+            raise InvalidArgument(
+                f"key id mode {mode} needs a {(0, 0, 4, 8)[mode]}-byte key_source"
+            )
         if len(self._keys) >= MAX_KEYS and key_id not in self._keys:
             raise InvalidArgument(f"at most {MAX_KEYS} keys")
         register_secret(key)

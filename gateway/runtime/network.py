@@ -83,7 +83,9 @@ def load_or_create_network(settings: Settings, channel: int | None = None) -> Ac
 
 def save_network(settings: Settings, ds: ActiveDataset) -> None:
     if not ds.is_complete:
-        raise StateError(f"refusing to save an incomplete dataset (lacks {', '.join(ds.missing())})")
+        raise StateError(
+            f"refusing to save an incomplete dataset (lacks {', '.join(ds.missing())})"
+        )
     with _locked(settings.paths.state_dir):
         _store(settings).save({"active_dataset": ds.to_hex()})
     _register(ds)

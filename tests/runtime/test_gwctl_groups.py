@@ -11,7 +11,11 @@ def test_service_command_groups_are_reachable():
     runner = CliRunner()
     top = runner.invoke(main, ["--help"])
     assert top.exit_code == 0
-    for group, sub in (("bootstrap", "sessions"), ("commissioner", "joiner"), ("dataset", "passphrase")):
+    for group, sub in (
+        ("bootstrap", "sessions"),
+        ("commissioner", "joiner"),
+        ("dataset", "passphrase"),
+    ):
         assert group in top.output
         r = runner.invoke(main, [group, "--help"])
         assert r.exit_code == 0, r.output

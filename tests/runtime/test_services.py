@@ -377,9 +377,10 @@ NOBODY = 65534
 def test_services_run_as_an_unprivileged_user(inst: Install) -> None:
     """DESIGN §8: the services run under their own user, not only as root (here: nobody)."""
     # preload what the services import lazily, before the children lose access to it
-    import drivers.emulator.backend  # noqa: F401
     import pyroute2  # noqa: F401  (the uplink follower's netlink)
     import pyroute2.netlink.exceptions  # noqa: F401
+
+    import drivers.emulator.backend  # noqa: F401
 
     try:
         import systemd.daemon  # noqa: F401
