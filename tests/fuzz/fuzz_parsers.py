@@ -2102,11 +2102,11 @@ def fuzz(
         saved_timer = signal.getitimer(signal.ITIMER_REAL)[0]
         old_handler = signal.signal(signal.SIGALRM, on_alarm)
     try:
-        queue = list(corpus)  # every seed runs once, as is
+        queue = list(corpus)  # every seed runs once, as is, whatever the time budget
         while True:
             if max_execs is not None and result.executions >= max_execs:
                 break
-            if result.executions % 16 == 0 and time.monotonic() >= deadline:
+            if not queue and result.executions % 16 == 0 and time.monotonic() >= deadline:
                 break
             from_queue = bool(queue)
             if queue:
