@@ -84,7 +84,10 @@ def test_status_json_lists_running_services_without_secrets(live: Live) -> None:
     r = live.run("status", "--json")
     for secret in (ds.network_key, ds.pskc):
         assert secret.hex() not in r.stdout.lower() and secret.hex() not in r.stderr.lower()
-    assert doc["sessions"] == {} and doc["network"] is None  # nothing reported yet
+    assert doc["sessions"] == {}
+    # the border router follows the uplink ("auto": the interface with the default route)
+    uplink = doc["network"]["uplink"]
+    assert uplink["configured"] == "auto" and "monitor" in uplink
 
 
 def test_status_human_view_is_plain_when_not_a_terminal(live: Live) -> None:
