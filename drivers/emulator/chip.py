@@ -48,6 +48,7 @@ from drivers.mac_header import (
 US = 1_000
 MS = 1_000_000
 SPIN_NS = 150 * US
+SPIN_TIGHT_NS = 40 * US
 
 ACTIVE_RX = (State.RX_ON, State.RX_AACK_ON)
 PLL_STATES = (State.PLL_ON, State.RX_ON, State.RX_AACK_ON, State.TX_ARET_ON)
@@ -860,6 +861,10 @@ class At86rf233Emulator:
             try:
                 ready, _, _ = select.select(fds, [], [], timeout)
                 if due is not None and not ready:
+                    # yield the GIL while spinning (other chips in this process keep running),
+                    # except for the very last stretch
+                    while self._now() < due - SPIN_TIGHT_NS:
+                        time.sleep(0)
                     while self._now() < due:
                         pass
             except (OSError, ValueError):
