@@ -235,6 +235,11 @@ class _Abort(Exception):
         self.alert = alert
 
 
+def _handshake_abort(message: str, alert: int) -> _Abort:
+    """Abort the handshake with a fatal ``alert`` and a DtlsHandshakeError saying why."""
+    return _Abort(DtlsHandshakeError(message, alert=alert), alert)
+
+
 # -- configuration, events, keys ---------------------------------------------------------------
 
 
@@ -845,10 +850,7 @@ class _DtlsConnection:
                 ALERT_DECODE_ERROR,
             ) from None
         except CryptoError as exc:
-            raise _Abort(
-                DtlsHandshakeError(f"{name}: {exc.message}", alert=ALERT_HANDSHAKE_FAILURE),
-                ALERT_HANDSHAKE_FAILURE,
-            ) from None
+            raise _handshake_abort(f"{name}: {exc.message}", ALERT_HANDSHAKE_FAILURE) from None
 
     def _handle_message(self, msg: HandshakeMessage, now: float) -> None:
         raise NotImplementedError
@@ -1085,12 +1087,8 @@ class DtlsClient(_DtlsConnection):
     def _on_hello_verify_request(self, msg: HandshakeMessage, now: float) -> None:
         hvr = HelloVerifyRequest.from_bytes(msg.body)
         if hvr.server_version not in (DTLS_1_0, DTLS_1_2):
-            raise _Abort(
-                DtlsHandshakeError(
-                    f"HelloVerifyRequest version {hvr.server_version:#06x}",
-                    alert=ALERT_PROTOCOL_VERSION,
-                ),
-                ALERT_PROTOCOL_VERSION,
+            raise _handshake_abort(
+                f"HelloVerifyRequest version {hvr.server_version:#06x}", ALERT_PROTOCOL_VERSION
             )
         self._hello_verify_count += 1
         if self._hello_verify_count > self._config.max_hello_verify_requests:
@@ -1107,55 +1105,35 @@ class DtlsClient(_DtlsConnection):
     def _on_server_hello(self, msg: HandshakeMessage) -> None:
         hello = ServerHello.from_bytes(msg.body)
         if hello.server_version != DTLS_1_2:
-            raise _Abort(
-                DtlsHandshakeError(
-                    f"server chose version {hello.server_version:#06x}, not DTLS 1.2",
-                    alert=ALERT_PROTOCOL_VERSION,
-                ),
+            raise _handshake_abort(
+                f"server chose version {hello.server_version:#06x}, not DTLS 1.2",
                 ALERT_PROTOCOL_VERSION,
             )
         if hello.cipher_suite != CIPHER_SUITE_ECJPAKE_AES_128_CCM_8 or hello.compression_method:
-            raise _Abort(
-                DtlsHandshakeError(
-                    f"server chose cipher suite {hello.cipher_suite:#06x} / compression "
-                    f"{hello.compression_method}, which were not offered",
-                    alert=ALERT_ILLEGAL_PARAMETER,
-                ),
+            raise _handshake_abort(
+                f"server chose cipher suite {hello.cipher_suite:#06x} / compression "
+                f"{hello.compression_method}, which were not offered",
                 ALERT_ILLEGAL_PARAMETER,
             )
         if hello.extension(EXT_EXTENDED_MASTER_SECRET) is not None:
-            raise _Abort(
-                DtlsHandshakeError(
-                    "server sent extended_master_secret, which was not offered",
-                    alert=ALERT_UNSUPPORTED_EXTENSION,
-                ),
+            raise _handshake_abort(
+                "server sent extended_master_secret, which was not offered",
                 ALERT_UNSUPPORTED_EXTENSION,
             )
         reneg = hello.extension(EXT_RENEGOTIATION_INFO)
         if reneg is not None and reneg != b"\x00":
-            raise _Abort(
-                DtlsHandshakeError(
-                    "non-empty renegotiation_info in the initial handshake",
-                    alert=ALERT_HANDSHAKE_FAILURE,
-                ),
-                ALERT_HANDSHAKE_FAILURE,
+            raise _handshake_abort(
+                "non-empty renegotiation_info in the initial handshake", ALERT_HANDSHAKE_FAILURE
             )
         formats = hello.extension(EXT_EC_POINT_FORMATS)
         if formats is not None and POINT_FORMAT_UNCOMPRESSED not in parse_ec_point_formats(formats):
-            raise _Abort(
-                DtlsHandshakeError(
-                    "server does not accept uncompressed points", alert=ALERT_ILLEGAL_PARAMETER
-                ),
-                ALERT_ILLEGAL_PARAMETER,
+            raise _handshake_abort(
+                "server does not accept uncompressed points", ALERT_ILLEGAL_PARAMETER
             )
         round_one = hello.extension(EXT_ECJPAKE_KEY_KP_PAIR)
         if round_one is None:
-            raise _Abort(
-                DtlsHandshakeError(
-                    "ServerHello lacks the ecjpake_key_kp_pair extension",
-                    alert=ALERT_HANDSHAKE_FAILURE,
-                ),
-                ALERT_HANDSHAKE_FAILURE,
+            raise _handshake_abort(
+                "ServerHello lacks the ecjpake_key_kp_pair extension", ALERT_HANDSHAKE_FAILURE
             )
         self._jpake.read_round_one(round_one)
         self._server_random = hello.random
@@ -1275,10 +1253,7 @@ class DtlsServer(_DtlsConnection):
         except _Abort:
             raise
         except CryptoError as exc:
-            raise _Abort(
-                DtlsHandshakeError(f"ClientHello: {exc.message}", alert=ALERT_HANDSHAKE_FAILURE),
-                ALERT_HANDSHAKE_FAILURE,
-            ) from None
+            raise _handshake_abort(f"ClientHello: {exc.message}", ALERT_HANDSHAKE_FAILURE) from None
         self._transcript = bytearray()
         self._add_transcript(HS_CLIENT_HELLO, message_seq, body)
         ske = self._jpake.write_round_two()
@@ -1298,56 +1273,34 @@ class DtlsServer(_DtlsConnection):
     def _negotiate(self, hello: ClientHello) -> ServerHello:
         # DTLS versions count down: a client_version numerically above 1.2's is an older DTLS.
         if hello.client_version > DTLS_1_2:
-            raise _Abort(
-                DtlsHandshakeError(
-                    f"client offers only DTLS version {hello.client_version:#06x}",
-                    alert=ALERT_PROTOCOL_VERSION,
-                ),
+            raise _handshake_abort(
+                f"client offers only DTLS version {hello.client_version:#06x}",
                 ALERT_PROTOCOL_VERSION,
             )
         if CIPHER_SUITE_ECJPAKE_AES_128_CCM_8 not in hello.cipher_suites or (
             0 not in hello.compression_methods
         ):
-            raise _Abort(
-                DtlsHandshakeError(
-                    "client does not offer TLS_ECJPAKE_WITH_AES_128_CCM_8 without compression",
-                    alert=ALERT_HANDSHAKE_FAILURE,
-                ),
+            raise _handshake_abort(
+                "client does not offer TLS_ECJPAKE_WITH_AES_128_CCM_8 without compression",
                 ALERT_HANDSHAKE_FAILURE,
             )
         groups = hello.extension(EXT_SUPPORTED_GROUPS)
         if groups is not None and GROUP_SECP256R1 not in parse_supported_groups(groups):
-            raise _Abort(
-                DtlsHandshakeError(
-                    "client does not support secp256r1", alert=ALERT_HANDSHAKE_FAILURE
-                ),
-                ALERT_HANDSHAKE_FAILURE,
-            )
+            raise _handshake_abort("client does not support secp256r1", ALERT_HANDSHAKE_FAILURE)
         formats = hello.extension(EXT_EC_POINT_FORMATS)
         if formats is not None and POINT_FORMAT_UNCOMPRESSED not in parse_ec_point_formats(formats):
-            raise _Abort(
-                DtlsHandshakeError(
-                    "client does not accept uncompressed points", alert=ALERT_ILLEGAL_PARAMETER
-                ),
-                ALERT_ILLEGAL_PARAMETER,
+            raise _handshake_abort(
+                "client does not accept uncompressed points", ALERT_ILLEGAL_PARAMETER
             )
         reneg = hello.extension(EXT_RENEGOTIATION_INFO)
         if reneg is not None and reneg != b"\x00":
-            raise _Abort(
-                DtlsHandshakeError(
-                    "non-empty renegotiation_info in the initial handshake",
-                    alert=ALERT_HANDSHAKE_FAILURE,
-                ),
-                ALERT_HANDSHAKE_FAILURE,
+            raise _handshake_abort(
+                "non-empty renegotiation_info in the initial handshake", ALERT_HANDSHAKE_FAILURE
             )
         round_one = hello.extension(EXT_ECJPAKE_KEY_KP_PAIR)
         if round_one is None:
-            raise _Abort(
-                DtlsHandshakeError(
-                    "ClientHello lacks the ecjpake_key_kp_pair extension",
-                    alert=ALERT_HANDSHAKE_FAILURE,
-                ),
-                ALERT_HANDSHAKE_FAILURE,
+            raise _handshake_abort(
+                "ClientHello lacks the ecjpake_key_kp_pair extension", ALERT_HANDSHAKE_FAILURE
             )
         self._jpake.read_round_one(round_one)
         self._client_random = hello.random
