@@ -44,6 +44,11 @@ class UnknownMethod(GatewayError):
     default_hint = "See docs/sockets.md for the methods this socket offers."
 
 
+class InternalError(GatewayError):
+    code = "CTL004"
+    default_hint = "A bug in the service; its journal has the traceback (gwctl logs)."
+
+
 class AccessDenied(GatewayError):
     code = "CTL003"
     exit_code = 4
@@ -236,6 +241,11 @@ class JsonLineServer:
         except (TypeError, ValueError, KeyError) as exc:
             self.errors += 1
             conn.send({"id": req_id, "error": ProtocolError(f"bad parameters: {exc}").to_dict()})
+        except Exception:  # a bug in a handler: answer, log it, keep serving  # noqa: BLE001
+            self.errors += 1
+            LOG.exception("socket method failed on %s", self.path.name)
+            err = InternalError("internal error in the service (logged in its journal)")
+            conn.send({"id": req_id, "error": err.to_dict()})
 
     async def close(self) -> None:
         if self._server is not None:
