@@ -376,20 +376,12 @@ class ActiveDataset(OperationalDataset):
 class PendingDataset(OperationalDataset):
     """Pending Operational Dataset: an active dataset plus pending timestamp and delay (ms)."""
 
+    # OpenThread's order: the active timestamp, the pending timestamp and delay, then the rest
     _SPECS: ClassVar[tuple[_Spec, ...]] = (
-        _TIMESTAMP,
+        OperationalDataset._SPECS[0],
         _PENDING_TS,
         _DELAY,
-        _CHANNEL,
-        _WAKEUP,
-        _MASK,
-        _XPANID,
-        _MLP,
-        _KEY,
-        _NAME,
-        _PANID,
-        _PSKC,
-        _POLICY,
+        *OperationalDataset._SPECS[1:],
     )
     REQUIRED: ClassVar[tuple[str, ...]] = (
         *OperationalDataset.REQUIRED,

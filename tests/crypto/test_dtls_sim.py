@@ -20,6 +20,7 @@ from gateway.crypto.dtls import (
     DtlsState,
     HandshakeComplete,
 )
+from tests.dtls_helpers import shuttle as shuttle_datagrams
 
 PASSWORD = b"J01NME"
 CLIENT_ADDR = bytes.fromhex("fe800000000000000000000000000001")
@@ -66,20 +67,9 @@ def run_lossless(client: DtlsClient, server: DtlsServer, now: float = 0.0) -> Tr
 
 
 def shuttle(client: DtlsClient, server: DtlsServer, trace: Trace, now: float) -> None:
-    for _ in range(50):
-        c_out = client.datagrams_to_send()
-        for d in c_out:
-            trace.datagrams.append(("c2s", d))
-            server.receive_datagram(d, now)
-        s_out = server.datagrams_to_send()
-        for d in s_out:
-            trace.datagrams.append(("s2c", d))
-            client.receive_datagram(d, now)
-        trace.client_events += client.events()
-        trace.server_events += server.events()
-        if not c_out and not s_out:
-            return
-    raise AssertionError("endpoints keep talking")
+    shuttle_datagrams(client, server, trace.datagrams, now)
+    trace.client_events += client.events()
+    trace.server_events += server.events()
 
 
 @dataclass

@@ -146,6 +146,7 @@ from gateway.wire.mac802154 import (
 )
 from gateway.wire.meshcop import ChannelMask, SecurityPolicy, Timestamp
 from gateway.wire.tlv import Tlv, decode_tlvs, encode_tlvs
+from tests.dtls_helpers import shuttle as shuttle_datagrams
 
 # --- fixed material ------------------------------------------------------------------------------
 
@@ -662,18 +663,7 @@ def dtls_trace() -> tuple[tuple[str, bytes], ...]:
     trace: list[tuple[str, bytes]] = []
 
     def shuttle() -> None:
-        for _ in range(50):
-            c_out = client.datagrams_to_send()
-            for d in c_out:
-                trace.append(("c2s", d))
-                server.receive_datagram(d, 0.0)
-            s_out = server.datagrams_to_send()
-            for d in s_out:
-                trace.append(("s2c", d))
-                client.receive_datagram(d, 0.0)
-            if not c_out and not s_out:
-                return
-        raise RuntimeError("the seed DTLS endpoints keep talking")
+        shuttle_datagrams(client, server, trace)
 
     client.start(0.0)
     shuttle()

@@ -70,6 +70,7 @@ from gateway.wire.mac802154 import (
     secure,
 )
 from gateway.wire.meshcop import ChannelMask, SecurityPolicy, Timestamp
+from tests.dtls_helpers import shuttle as shuttle_datagrams
 
 TSHARK = shutil.which("tshark")
 pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
@@ -279,18 +280,7 @@ def dtls_session() -> tuple[list[tuple[str, bytes]], DtlsClient, DtlsServer, byt
     trace: list[tuple[str, bytes]] = []
 
     def shuttle() -> None:
-        for _ in range(20):
-            c_out = client.datagrams_to_send()
-            for d in c_out:
-                trace.append(("c2s", d))
-                server.receive_datagram(d, 0.0)
-            s_out = server.datagrams_to_send()
-            for d in s_out:
-                trace.append(("s2c", d))
-                client.receive_datagram(d, 0.0)
-            if not c_out and not s_out:
-                return
-        raise AssertionError("the DTLS endpoints keep talking")
+        shuttle_datagrams(client, server, trace, rounds=20)
 
     client.start(0.0)
     shuttle()
