@@ -1,29 +1,66 @@
-# Two commands matter: `make demo` and `make test`. Each installs what is missing first.
+# Two commands matter: `make demo` and `make test`. Each installs what is missing first, quietly:
+# apt's, dpkg's and pip's output goes to $(LOG), one line per step goes to the screen.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
-APT_PKGS := libsystemd-dev pkg-config tshark iproute2 iputils-ping
+LOG := $(CURDIR)/.install.log
+# Build: a C compiler and the Python headers (spidev and systemd-python compile on install), the
+# systemd headers, venv. Run: iproute2 for the uplink, tshark to decode the demo's capture.
+RUN_PKGS := build-essential python3-dev python3-venv libsystemd-dev pkg-config iproute2 \
+            iputils-ping tshark
+# What the tests use besides: shellcheck for the deploy scripts, systemd for systemd-analyze,
+# debootstrap and systemd-nspawn for the container tests.
+TEST_PKGS := shellcheck systemd debootstrap systemd-container
+APT_PKGS := $(RUN_PKGS) $(TEST_PKGS)
 STAMP := $(VENV)/.installed
+# The suite's time budget: a warning past 20 minutes, a failure at 40.
+SUITE_WARN_S := 1200
+SUITE_FAIL_S := 2400
 
-.PHONY: all deps venv test lint typecheck unit demo bench clean
+.PHONY: all deps demo-deps venv test lint typecheck unit demo bench clean
 
 all: test
 
 # System packages (Debian / Raspberry Pi OS). Only installs what is missing.
 deps:
-	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) --no-print-directory _apt PKGS="$(APT_PKGS)"
+
+demo-deps:
+	@$(MAKE) --no-print-directory _apt PKGS="$(RUN_PKGS)"
+
+_apt:
+	@missing=""; for p in $(PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing system packages:$$missing"; \
+	  echo "==> installing system packages:$$missing (log: $(LOG))"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  if ! { $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	         $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	           --no-install-recommends $$missing; } >>"$(LOG)" 2>&1; then \
+	    echo "installing system packages failed; the last lines of $(LOG):" >&2; \
+	    tail -n 15 "$(LOG)" >&2; exit 1; \
+	  fi; \
 	fi
 
+# The virtual environment with the gateway and its test extra. Debian 12's own `python3 -m venv`
+# brings pip 23.0 and setuptools 66 without `wheel`, which cannot build spidev or systemd-python:
+# pip, setuptools and wheel are upgraded first in the venv it creates.
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory deps
-	@test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@$(MAKE) --no-print-directory _venv
+
+_venv:
+	@if [ ! -x $(VPY) ]; then \
+	  echo "==> creating the Python environment in $(VENV)"; \
+	  $(PY) -m venv $(VENV) >>"$(LOG)" 2>&1 || { echo "python3 -m venv failed; see $(LOG)" >&2; \
+	    tail -n 15 "$(LOG)" >&2; exit 1; }; \
+	fi
+	@echo "==> installing the gateway and its Python packages into $(VENV) (log: $(LOG))"
+	@{ $(VPY) -m pip install --disable-pip-version-check --upgrade pip setuptools wheel && \
+	   $(VPY) -m pip install --disable-pip-version-check -e '.[test]'; } >>"$(LOG)" 2>&1 || { \
+	  echo "pip install failed; the last lines of $(LOG):" >&2; tail -n 25 "$(LOG)" >&2; exit 1; }
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -35,17 +72,32 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The 15 slowest tests are listed at the end; past SUITE_WARN_S a warning, at SUITE_FAIL_S the run
+# is stopped and fails.
 unit: $(STAMP)
-	$(VPY) -X dev -m pytest -q
+	@start=$$(date +%s); rc=0; \
+	timeout --signal=INT --kill-after=60 $(SUITE_FAIL_S) \
+	  $(VPY) -X dev -m pytest -q --durations=15 || rc=$$?; \
+	took=$$(( $$(date +%s) - start )); \
+	echo "test suite: $$took s (warning past $(SUITE_WARN_S) s, failure at $(SUITE_FAIL_S) s)"; \
+	if [ $$rc = 124 ] || [ $$took -ge $(SUITE_FAIL_S) ]; then \
+	  echo "FAILED: the test suite ran past $(SUITE_FAIL_S) s" >&2; exit 1; fi; \
+	if [ $$took -gt $(SUITE_WARN_S) ]; then \
+	  echo "WARNING: the test suite took $$took s, more than $(SUITE_WARN_S) s" >&2; fi; \
+	exit $$rc
 
 test: $(STAMP)
 	@$(MAKE) --no-print-directory lint typecheck unit
 
-demo: $(STAMP)
-	$(VPY) -m gateway.demo
+# The demo needs only what runs the gateway (no test tools), then the venv.
+demo:
+	@$(MAKE) --no-print-directory demo-deps
+	@if [ ! -f $(STAMP) ] || [ pyproject.toml -nt $(STAMP) ]; then \
+	  $(MAKE) --no-print-directory _venv; fi
+	@$(VPY) -m gateway.demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	@for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info $(LOG)

@@ -43,10 +43,20 @@ rm -f "$outdir"/thing_gateway-*.whl
 # Build from a copy: an in-tree build would leave build/ and *.egg-info behind in the source.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+src="$work/src"
+mkdir "$src"
 tar -C "$source_dir" --exclude=./.git --exclude=./.venv --exclude=./build --exclude='*.egg-info' \
     --exclude=__pycache__ --exclude=.mypy_cache --exclude=.ruff_cache --exclude=.hypothesis \
-    -cf - . | tar -C "$work" -xf -
-"$python" -m pip wheel --disable-pip-version-check --quiet --wheel-dir "$outdir" "$work"
+    --exclude=./demo-run --exclude=./.install.log \
+    -cf - . | tar -C "$src" -xf -
+# The build runs in a virtual environment of its own with current pip, setuptools and wheel:
+# Debian 12's own venv has pip 23.0 and setuptools 66 without `wheel`, which cannot build the
+# packages that ship only a setup.py (spidev, systemd-python): "invalid command 'bdist_wheel'".
+"$python" -m venv "$work/.build-venv"
+"$work/.build-venv/bin/python" -m pip install --disable-pip-version-check --quiet --upgrade \
+    pip setuptools wheel
+"$work/.build-venv/bin/python" -m pip wheel --disable-pip-version-check --quiet \
+    --wheel-dir "$outdir" "$src"
 ls "$outdir"/thing_gateway-*.whl >/dev/null
 tag=$("$python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 machine=$(uname -m)

@@ -226,6 +226,9 @@ if [ -n "$wheelhouse" ]; then
     how="offline from $wheelhouse"
 else
     [ -f "$src/pyproject.toml" ] || die "no pyproject.toml in $src"
+    # Debian 12's venv has pip 23.0 and setuptools 66 without `wheel`: current ones build the
+    # dependencies that ship only a setup.py as wheels instead of a deprecated legacy install.
+    "${pip[@]}" install --upgrade pip setuptools wheel
     tmp_wheels=$(mktemp -d)
     echo "==> building the gateway's wheel from $src"
     # from a copy: the tree may be read-only, and an in-tree build leaves build/ behind

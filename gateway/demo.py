@@ -3,7 +3,13 @@
 Everything runs unprivileged in a temporary directory on OpenThread's simulated air (emulated
 AT86RF233 radios), and the air is captured to a pcap a technician can open in Wireshark.
 
-    python -m gateway.demo [--keep] [--port-offset K] [--pcap FILE]
+    python -m gateway.demo [--run-dir DIR] [--keep] [--port-offset K] [--pcap FILE]
+
+Each run is kept in ``./demo-run/`` (``--run-dir``), replacing the previous one: ``air.pcap``
+(the whole air, every channel), ``logs/`` (the three services', the cloud's, the app's and the
+things' output, and the demo's own log), ``transcript.txt`` (what the demo printed) and
+``summary.txt``. The services' state and sockets live in a temporary directory that is removed
+at the end (``--keep`` keeps it).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -35,15 +42,56 @@ T0 = time.monotonic()
 
 
 _STEP = [0]
+_TRANSCRIPT: list[str] = []
+_STEPS: list[str] = []
+RUN_MARKER = ".gateway-demo-run"
 
 
 def step(title: str) -> None:
     _STEP[0] += 1
-    print(f"\n{BOLD}== {_STEP[0]}. {title}{RESET}", flush=True)
+    line = f"== {_STEP[0]}. {title}"
+    _TRANSCRIPT.append("\n" + line)
+    _STEPS.append(f"[{time.monotonic() - T0:6.2f}s] {_STEP[0]}. {title}")
+    print(f"\n{BOLD}{line}{RESET}", flush=True)
 
 
 def say(text: str) -> None:
-    print(f"  [{time.monotonic() - T0:6.2f}s] {text}", flush=True)
+    line = f"  [{time.monotonic() - T0:6.2f}s] {text}"
+    _TRANSCRIPT.append(line)
+    print(line, flush=True)
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Empty ``run_dir`` for a new run: a previous demo run is replaced, anything else is left
+    alone (the demo refuses to delete a folder it did not make)."""
+    if run_dir.exists():
+        if not run_dir.is_dir():
+            raise SystemExit(f"demo: {run_dir} exists and is not a folder; use --run-dir")
+        if any(run_dir.iterdir()) and not (run_dir / RUN_MARKER).exists():
+            raise SystemExit(
+                f"demo: {run_dir} is not empty and is not a previous demo run; "
+                "remove it or use --run-dir"
+            )
+        shutil.rmtree(run_dir)
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / RUN_MARKER).write_text("made by python -m gateway.demo; replaced on each run\n")
+
+
+def write_summary(run_dir: Path, pcap: Path, outcome: str, tap: TapThread | None) -> None:
+    logs = sorted(p.name for p in (run_dir / "logs").iterdir()) if run_dir.is_dir() else []
+    lines = [
+        f"Thing-bootstrapping gateway demo, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        f"result: {outcome} after {time.monotonic() - T0:.1f} s",
+        "",
+        "steps:",
+        *[f"  {s}" for s in _STEPS],
+        "",
+        f"air capture: {pcap} ({len(tap.frames) if tap else 0} frames; open it in Wireshark)",
+        f"logs: {run_dir / 'logs'}: {', '.join(logs)}",
+        f"transcript: {run_dir / 'transcript.txt'}",
+    ]
+    (run_dir / "summary.txt").write_text("\n".join(lines) + "\n")
+    (run_dir / "transcript.txt").write_text("\n".join(_TRANSCRIPT).lstrip("\n") + "\n")
 
 
 class TapThread:
@@ -290,27 +338,40 @@ def summarize(tap: TapThread, pcap: Path) -> None:
     say(f"open it with:  wireshark {pcap}")
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace, run_dir: Path, pcap: Path) -> None:
+    # State and sockets in a short temporary path (a Unix socket path has at most 107 bytes);
+    # the services and peers write their logs through tmp/logs into the run folder.
     tmp = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
-    pcap = Path(args.pcap) if args.pcap else tmp / "air.pcap"
+    (tmp / "logs").symlink_to(run_dir / "logs")
+    log_handler = logging.FileHandler(run_dir / "logs" / "demo.log")
+    log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(log_handler)
+    logging.getLogger().setLevel(logging.INFO)
     print(f"{BOLD}Thing-bootstrapping gateway: demo on the emulated radio{RESET}")
-    print(f"simulated air at port offset {args.port_offset}; capture: {pcap}")
+    print(f"this run is kept in {run_dir}/ (air.pcap, logs/, summary.txt); simulated air at "
+          f"port offset {args.port_offset}")  # fmt: skip
+    outcome = "FAILED"
+    tap: TapThread | None = None
     try:
         with TapThread(args.port_offset, pcap) as tap:
             await radio_foundation(args.port_offset)
             await appliance(tmp, args.port_offset)
             await asyncio.sleep(0.3)
         summarize(tap, pcap)
+        outcome = "complete"
         print(f"\n{BOLD}Demo complete.{RESET}")
+    except BaseException as exc:
+        outcome = f"FAILED ({type(exc).__name__}: {exc})"
+        raise
     finally:
-        if not args.keep:
-            keep = pcap if pcap.is_relative_to(tmp) else None
-            if keep is not None:
-                out = Path.cwd() / "demo-air.pcap"
-                with contextlib.suppress(OSError):
-                    shutil.copy(keep, out)
-                    print(f"pcap kept as {out}")
+        logging.getLogger().removeHandler(log_handler)
+        log_handler.close()
+        write_summary(run_dir, pcap, outcome, tap)
+        if args.keep:
+            print(f"state and sockets kept in {tmp}")
+        else:
             shutil.rmtree(tmp, ignore_errors=True)
+        print(f"this run is kept in {run_dir}/: air.pcap, logs/, summary.txt, transcript.txt")
 
 
 def main() -> None:
@@ -320,9 +381,17 @@ def main() -> None:
     ap.add_argument(
         "--port-offset", type=int, default=7, help="simulated air port offset (default 7)"
     )
-    ap.add_argument("--pcap", help="where to write the air capture")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    asyncio.run(run(ap.parse_args()))
+    ap.add_argument(
+        "--run-dir", default="demo-run", help="where this run is kept, replacing the last one "
+        "(default ./demo-run)"
+    )  # fmt: skip
+    ap.add_argument("--pcap", help="where to write the air capture (default RUN_DIR/air.pcap)")
+    ap.add_argument("--keep", action="store_true", help="keep the state and sockets too")
+    args = ap.parse_args()
+    run_dir = Path(args.run_dir).resolve()
+    prepare_run_dir(run_dir)
+    pcap = Path(args.pcap).resolve() if args.pcap else run_dir / "air.pcap"
+    asyncio.run(run(args, run_dir, pcap))
 
 
 if __name__ == "__main__":

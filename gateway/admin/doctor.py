@@ -324,18 +324,45 @@ async def check_cloud(url: str, timeout: float = 3.0) -> Check:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, TimeoutError) as exc:
         return Check("cloud", FAIL, f"cannot resolve {host}: {exc}", hint)
-    family, _t, _p, _c, addr = infos[0]
+    # Every resolved address, in the resolver's order: "localhost" is ::1 first on a standard
+    # Debian /etc/hosts while a server may listen on 127.0.0.1 only.
+    addrs: list[tuple[int, Any]] = []
+    for info in infos:
+        if (info[0], info[4]) not in addrs:
+            addrs.append((info[0], info[4]))
     where = f"{host}:{port}"
-    if scheme in TCP_SCHEMES:
-        try:
-            async with asyncio.timeout(timeout):
-                _r, w = await asyncio.open_connection(str(addr[0]), port)
-            w.close()
-            await w.wait_closed()
-        except (OSError, TimeoutError) as exc:
-            return Check("cloud", FAIL, f"{where} (TCP): {exc or 'timeout'}", hint)
-        return Check("cloud", PASS, f"{where} accepts TCP connections")
-    # UDP: a connected socket learns "port unreachable" from ICMP; a DTLS server stays silent
+    errors: list[str] = []
+    for family, addr in addrs:
+        if scheme in TCP_SCHEMES:
+            error = await _try_tcp(str(addr[0]), port, timeout)
+        else:
+            error = await _try_udp(family, addr, timeout)
+        if error is None:
+            if scheme in TCP_SCHEMES:
+                return Check("cloud", PASS, f"{where} accepts TCP connections at {addr[0]}")
+            return Check("cloud", PASS, f"{where} routable, no refusal at {addr[0]} (UDP: the "
+                         "DTLS handshake is not attempted)")  # fmt: skip
+        errors.append(f"{addr[0]}: {error}")
+    kind = "TCP" if scheme in TCP_SCHEMES else "UDP"
+    return Check("cloud", FAIL, f"{where} ({kind}): {'; '.join(errors)}", hint)
+
+
+async def _try_tcp(host: str, port: int, timeout: float) -> str | None:
+    """None when a TCP connection opens, else what went wrong."""
+    try:
+        async with asyncio.timeout(timeout):
+            _r, w = await asyncio.open_connection(host, port)
+        w.close()
+        await w.wait_closed()
+    except (OSError, TimeoutError) as exc:
+        return str(exc) or "timeout"
+    return None
+
+
+async def _try_udp(family: int, addr: Any, timeout: float) -> str | None:
+    """None unless the address refuses: a connected UDP socket learns "port unreachable" from
+    ICMP; a DTLS server stays silent."""
+    loop = asyncio.get_running_loop()
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setblocking(False)
     try:
@@ -347,13 +374,12 @@ async def check_cloud(url: str, timeout: float = 3.0) -> Check:
         except TimeoutError:
             pass
     except ConnectionRefusedError:
-        return Check("cloud", FAIL, f"{where} (UDP): nothing listens (port unreachable)", hint)
+        return "nothing listens (port unreachable)"
     except OSError as exc:
-        return Check("cloud", FAIL, f"{where} (UDP): {exc.strerror or exc}", hint)
+        return str(exc.strerror or exc)
     finally:
         sock.close()
-    return Check("cloud", PASS, f"{where} routable, no refusal (UDP: the DTLS handshake is "
-                 "not attempted)")  # fmt: skip
+    return None
 
 
 # ------------------------------------------------------------------------------ the command

@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from gateway.group_owner.steps import STEPS
 
@@ -108,7 +108,7 @@ async def start_cloud(ctx: DemoContext) -> None:
     line = await asyncio.wait_for(proc.stdout.readline(), 30)
     if b"listening" not in line:
         raise RuntimeError(f"the cloud did not start: {line.decode(errors='replace')}")
-    cloud.tasks.append(asyncio.ensure_future(_drain(proc)))
+    cloud.tasks.append(asyncio.ensure_future(_drain(proc, _open_log(ctx, "cloud"))))
     state_dir = _state_dir(ctx)
     state_dir.mkdir(parents=True, exist_ok=True)
     rc, out = await _run(ctx, "-m", "gateway.peers.cloud", "enrol-gateway", "--state", str(state),
@@ -124,11 +124,19 @@ async def start_cloud(ctx: DemoContext) -> None:
                "alice", "--password-file", str(pw))  # fmt: skip
 
 
-async def _drain(proc: asyncio.subprocess.Process) -> None:
+def _open_log(ctx: DemoContext, name: str) -> BinaryIO:
+    """A peer's log file in ``logs/`` of the demo's run folder (see gateway/demo.py)."""
+    logs = ctx.tmp / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return open(logs / f"{name}.log", "ab")  # noqa: SIM115 (the caller closes it)
+
+
+async def _drain(proc: asyncio.subprocess.Process, log: BinaryIO) -> None:
     assert proc.stdout is not None
-    with contextlib.suppress(Exception):
-        while await proc.stdout.readline():
-            pass
+    with contextlib.suppress(Exception), log:
+        while line := await proc.stdout.readline():
+            log.write(line)
+            log.flush()
 
 
 async def stop_cloud(ctx: DemoContext) -> None:
@@ -207,10 +215,11 @@ async def demo_cbsb(ctx: DemoContext) -> None:
     events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
     async def spawn(name: str, *args: str) -> asyncio.subprocess.Process:
-        p = await asyncio.create_subprocess_exec(
-            sys.executable, *args, env=_env(ctx), cwd=str(ctx.tmp),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+        with _open_log(ctx, "app" if name == "app" else f"thing-{name}") as log:
+            p = await asyncio.create_subprocess_exec(
+                sys.executable, *args, env=_env(ctx), cwd=str(ctx.tmp),
+                stdout=asyncio.subprocess.PIPE, stderr=log,
+            )  # fmt: skip
         cloud.procs.append(p)
 
         async def read() -> None:

@@ -36,8 +36,9 @@ class Box:
                env: dict[str, str] | None = None) -> Result:  # fmt: skip
         return CliRunner().invoke(main, list(args), env={**self.env, **(env or {})}, input=input)
 
-    def json(self, *args: str, code: int = 0, input: str | None = None) -> dict[str, Any]:
-        r = self.invoke(*args, "--json", input=input)
+    def json(self, *args: str, code: int = 0, input: str | None = None,
+             env: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+        r = self.invoke(*args, "--json", input=input, env=env)
         assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr, r.exception)
         doc: dict[str, Any] = json.loads(r.stdout)  # exactly one document on stdout
         assert doc["schema_version"] == 1
@@ -134,11 +135,14 @@ def test_sniff_without_service_needs_a_channel(box: Box) -> None:
 # ----------------------------------------------------------------------------- logs
 
 
-def _fake_journalctl(bin_dir: Path, script: str) -> None:
+def _fake_journalctl(bin_dir: Path, script: str) -> dict[str, str]:
+    """A fake ``journalctl`` in ``bin_dir``; returns the environment that puts it first on PATH
+    for the command under test (without it the real journalctl, where there is one, answers)."""
     bin_dir.mkdir()
     p = bin_dir / "journalctl"
     p.write_text("#!/bin/sh\n" + script)
     p.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
 
 
 def test_logs_without_journalctl_exits_1_with_hint(box: Box) -> None:
@@ -151,10 +155,10 @@ def test_logs_without_journalctl_exits_1_with_hint(box: Box) -> None:
 
 def test_logs_without_a_journal_exits_1(box: Box) -> None:
     # what journalctl 252 prints where journald never ran
-    _fake_journalctl(
+    env = _fake_journalctl(
         box.root / "bin", 'echo "No journal files were found." >&2\necho "-- No entries --"\n'
     )
-    doc = box.json("logs", code=1)
+    doc = box.json("logs", code=1, env=env)
     assert doc["error"]["code"] == "ADM004" and "journald" in doc["error"]["message"]
     assert "stderr" in doc["error"]["hint"]
 
@@ -164,7 +168,7 @@ def test_logs_json_parses_journal_export_records(box: Box, tmp_path: Path) -> No
     field a string, __REALTIME_TIMESTAMP in microseconds, non-UTF-8 data as an array of byte
     values)."""
     args = tmp_path / "args"
-    _fake_journalctl(
+    env = _fake_journalctl(
         box.root / "bin",
         f'echo "$@" >> {args}\n'
         'case " $* " in *" -n 0 "*) exit 0;; esac\n'
@@ -176,8 +180,7 @@ def test_logs_json_parses_journal_export_records(box: Box, tmp_path: Path) -> No
         '"SYSLOG_IDENTIFIER":"gateway-radio","MESSAGE":[104,105,255]}\n'
         "EOF\n",
     )
-    path = f"{box.root / 'bin'}:{os.environ['PATH']}"
-    r = box.invoke("logs", "--service", "radio", "-n", "5", "--json", env={"PATH": path})
+    r = box.invoke("logs", "--service", "radio", "-n", "5", "--json", env=env)
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["units"] == ["gateway-radio.service"] and doc["count"] == 2

@@ -122,28 +122,29 @@ def ensure_tools() -> None:
         pytest.skip(f"cannot install {' '.join(missing)} with apt")
 
 
-def _rootfs_ok(root: Path) -> bool:
+def _rootfs_ok(root: Path, include: Sequence[str]) -> bool:
     return (
         (root / STAMP).is_file()
-        and (root / "lib/systemd/systemd").exists()
+        and ("systemd" not in include or (root / "lib/systemd/systemd").exists())
         and (root / "usr/bin/python3").exists()
         and (root / "usr/lib/python3.11/venv").is_dir()
     )
 
 
-def ensure_rootfs() -> Path:
-    """The cached Debian 12 minbase rootfs (built on first use, ~1.5 min on 2 cores)."""
+def ensure_rootfs(include: Sequence[str] = INCLUDE) -> Path:
+    """The cached Debian 12 minbase rootfs with ``include`` (built on first use, ~1.5 min on
+    2 cores; one cache entry per package set)."""
     require_root()
     os_release = _os_release()
     if os_release.get("ID") != "debian" or os_release.get("VERSION_CODENAME") != SUITE:
         pytest.skip(f"the container tests build a Debian {SUITE} rootfs on a Debian {SUITE} host")
     ensure_tools()
-    key = hashlib.sha256(f"{SUITE} minbase {' '.join(INCLUDE)}".encode()).hexdigest()[:10]
+    key = hashlib.sha256(f"{SUITE} minbase {' '.join(include)}".encode()).hexdigest()[:10]
     root = CACHE / f"{SUITE}-minbase-{key}"
     CACHE.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _rootfs_ok(root):
+        if _rootfs_ok(root, include):
             return root
         mirror = debian_mirror()
         if mirror is None:
@@ -168,7 +169,7 @@ def ensure_rootfs() -> Path:
         cmd = [
             "debootstrap",
             "--variant=minbase",
-            f"--include={','.join(INCLUDE)}",
+            f"--include={','.join(include)}",
             f"--cache-dir={debs}",
             SUITE,
             str(target),
@@ -188,7 +189,7 @@ def ensure_rootfs() -> Path:
             if in_tmpfs:
                 subprocess.run(["umount", str(build)], capture_output=True)
             shutil.rmtree(build, ignore_errors=True)
-        (tmp / STAMP).write_text(f"{SUITE} {' '.join(INCLUDE)}\n")
+        (tmp / STAMP).write_text(f"{SUITE} {' '.join(include)}\n")
         tmp.rename(root)
         return root
 
@@ -305,16 +306,29 @@ def run_in_image(
     argv: Sequence[str],
     binds: Sequence[tuple[Path, str]] = (),
     timeout: float = 300,
+    *,
+    host_network: bool = False,
+    user: str | None = None,
+    chdir: str | None = None,
+    setenv: dict[str, str] | None = None,
+    rw_binds: Sequence[tuple[Path, str]] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run one command in the (not booted) image, as a chroot with /proc, /dev and /run."""
+    """Run one command in the (not booted) image, as a chroot with /proc, /dev and /run.
+
+    ``host_network`` shares the host's network namespace (for apt and pip to reach the package
+    registries); otherwise the container has a private network with loopback only."""
     cmd = [
         "systemd-nspawn",
         "--quiet",
         "--register=no",
         "--keep-unit",
-        "--private-network",
+        *([] if host_network else ["--private-network"]),
         f"--directory={overlay.merged}",
         *[f"--bind-ro={src}:{dst}" for src, dst in binds],
+        *[f"--bind={src}:{dst}" for src, dst in rw_binds],
+        *([f"--user={user}"] if user else []),
+        *([f"--chdir={chdir}"] if chdir else []),
+        *[f"--setenv={k}={v}" for k, v in (setenv or {}).items()],
         *argv,
     ]
     proc = subprocess.run(
