@@ -13,12 +13,14 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -241,6 +243,34 @@ def test_cloud_unreachable_is_reported_and_the_link_comes_back(system: Stack) ->
     assert s.procs["group-owner"].pid == pid and s.procs["group-owner"].poll() is None
     _interrupt(s, "app-off")
     assert all(d["owner"] is None for d in _cloud_show(s)["devices"] if d["dev_id"] == dev.dev_id)
+
+
+def test_ctrl_c_ends_the_app_promptly_while_the_cloud_is_down(system: Stack) -> None:
+    """A user presses Ctrl-C while the cloud is unreachable: the app ends at once (130).
+
+    Before the fix the app could swallow the cancellation that Ctrl-C delivers (it suppressed
+    BaseException while reaping its pending requests) and carry on until its deadline, and on its
+    way out it waited for the cloud's full request timeout to close the session."""
+    s = system
+    _bootstrap(s, "app-int", 5, "--discover", "--yes", "--window", "60", "--timeout", "60")
+    assert s.stop("cloud") == 0
+    # Where the cloud was, something accepts connections and never answers (a cloud that hangs,
+    # or a dead route): every request to it runs into the client's 10 s timeout.
+    blackhole = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    blackhole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        blackhole.bind(("127.0.0.1", urlsplit(s.cloud_url).port or 0))
+        blackhole.listen(16)
+        proc = s.procs["app-int"]
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        # safety net: several times the 2 s the app allows itself for closing the session
+        assert proc.wait(9) == 130, s.log("app-int")
+        print(f"app ended {time.monotonic() - t0:.2f} s after Ctrl-C")
+    finally:
+        blackhole.close()
+        s.start_cloud()
+    s.wait_cloud_link(30)
 
 
 async def test_binding_hijack_from_another_account_is_refused(system: Stack) -> None:

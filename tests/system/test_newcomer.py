@@ -8,6 +8,10 @@ repository goes in, and as that user:
   success; its run folder holds the air capture, which tshark decodes, and the services' logs;
 - ``make venv`` (the install step of ``make test``) installs the test tools too.
 
+The machine's own trust settings for the package registries are carried into the image, as the
+container tests carry its apt mirror: where pip here is told to trust a CA bundle (``PIP_CERT``,
+for example a network that inspects TLS), the image gets that bundle and the same setting.
+
 The base image is cached like the other container tests' (``nspawn.ensure_rootfs``), and so are
 the Debian packages apt downloads; Python packages come fresh from the registry each time, so
 spidev and systemd-python really compile. The container shares the host's network only for the
@@ -19,7 +23,10 @@ and pip (see the timings the test prints).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -43,6 +50,16 @@ def _uid_gid(overlay: nspawn.Overlay, user: str) -> tuple[int, int]:
         if fields[0] == user:
             return int(fields[2]), int(fields[3])
     raise AssertionError(f"no user {user} in the image")
+
+
+def _host_ca_bundle() -> Path | None:
+    """The CA bundle pip on this machine is configured with (``PIP_CERT``), if any."""
+    named = os.environ.get("PIP_CERT") or os.environ.get("REQUESTS_CA_BUNDLE")
+    if not named:
+        proc = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.cert"],
+                              capture_output=True, text=True)  # fmt: skip
+        named = proc.stdout.strip() if proc.returncode == 0 else ""
+    return Path(named) if named and Path(named).is_file() else None
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
@@ -72,11 +89,18 @@ def test_readme_commands_on_a_fresh_debian_12() -> None:
         uid, gid = _uid_gid(overlay, USER)
         _chown_tree(overlay.path(HOME), uid, gid)
         APT_CACHE.mkdir(parents=True, exist_ok=True)
+        env = {"LANG": "C.UTF-8", "HOME": HOME}
+        ca = _host_ca_bundle()
+        if ca is not None:
+            inside = "/usr/local/share/gateway-test/ca-bundle.crt"
+            overlay.path(inside).parent.mkdir(parents=True)
+            shutil.copy(ca, overlay.path(inside))
+            env["PIP_CERT"] = inside
         common = {
             "host_network": True,
             "user": USER,
             "chdir": CLONE,
-            "setenv": {"LANG": "C.UTF-8", "HOME": HOME},
+            "setenv": env,
             "rw_binds": [(APT_CACHE, "/var/cache/apt/archives")],
         }
 

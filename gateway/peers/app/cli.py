@@ -33,6 +33,7 @@ from gateway.group_owner.steps import STEPS, describe
 DEFAULT_STATE = Path(os.environ.get("CBSB_APP_STATE", "~/.config/cbsb-app")).expanduser()
 DEFAULT_LISTEN = "127.0.0.1:5683"
 LAN_END_GRACE_S = 2.0
+CLOSE_TIMEOUT_S = 2.0  # closing the session on the way out (Ctrl-C, the end)
 
 # What the app says for errors of the cloud API, in a home user's words.
 API_WORDS = {
@@ -197,6 +198,8 @@ async def cmd_bootstrap(app: App, args: argparse.Namespace) -> int:
     failed: dict[str, str] = {}
     tokens: dict[str, str] = {}
     sid_hex = ""
+    pending_lan: asyncio.Task[dict[str, Any]] | None = None
+    pending_cloud: asyncio.Task[dict[str, Any]] | None = None
     try:
         # Step 1: listen on the LAN first, so no notification can be missed.
         site = resource.Site()
@@ -222,8 +225,6 @@ async def cmd_bootstrap(app: App, args: argparse.Namespace) -> int:
                 f"open for {res['window_s']} s.", 2, event="session", sid=sid_hex)  # fmt: skip
         deadline = time.monotonic() + (args.timeout or res["window_s"] + 60)
         after = 0
-        pending_lan: asyncio.Task[dict[str, Any]] | None = None
-        pending_cloud: asyncio.Task[dict[str, Any]] | None = None
         seen_steps: set[tuple[int, str]] = set()
         bp_of: dict[str, str] = {}
         window_over = False
@@ -354,15 +355,20 @@ async def cmd_bootstrap(app: App, args: argparse.Namespace) -> int:
                     await handle(ev, "the cloud")
                 if r.get("state") == "closed" or (window_over and not devices):
                     break
-        for t in (pending_lan, pending_cloud):
-            if t is not None:
-                t.cancel()
-                with contextlib.suppress(BaseException):
-                    await t
     finally:
+        # Cancel what is still pending without swallowing a cancellation of this task itself
+        # (Ctrl-C): asyncio.wait returns when they are done and raises nothing of theirs.
+        leftovers = {t for t in (pending_lan, pending_cloud) if t is not None and not t.done()}
+        for t in leftovers:
+            t.cancel()
+        if leftovers:
+            await asyncio.wait(leftovers)
         if sid_hex:
+            # Best effort, and briefly: a user who pressed Ctrl-C while the cloud is unreachable
+            # must not wait for the cloud's full request timeout.
             with contextlib.suppress(GatewayError):
-                await client.call("sessions/close", {"token": app.token(), "sid": sid_hex})
+                await client.call("sessions/close", {"token": app.token(), "sid": sid_hex},
+                                  timeout=CLOSE_TIMEOUT_S)  # fmt: skip
         await client.close()
         if server is not None:
             await server.shutdown()
