@@ -68,28 +68,46 @@ class BadClaimCode(GatewayError):
 # ----------------------------------------------------------------------------- claim codes
 
 # Crockford's base32: no I, L, O or U, so a code read off a label is hard to misread.
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_INDEX = {c: i for i, c in enumerate(_ALPHABET)}
+CLAIM_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_INDEX = {c: i for i, c in enumerate(CLAIM_ALPHABET)}
 _READ_AS = {"O": "0", "I": "1", "L": "1"}
-CLAIM_SYMBOLS = 10  # nine random symbols (45 bits) and one Luhn mod 32 check symbol
+CLAIM_SYMBOLS = 10  # nine random symbols (45 bits) and one Damm check symbol
+
+# Damm's check over a totally anti-symmetric quasigroup of order 32: x * y = 2x + y in GF(32)
+# (GF(2)[t] / (t^5 + t^2 + 1), "2" being t). For a != 0, 1 in a field, x * y = a x + y is a
+# quasigroup (each row and column a permutation) and totally anti-symmetric: (c*x)*y = (c*y)*x
+# gives (a - 1)(x - y) = 0, so x = y. Damm (2004) shows that such a check catches every
+# single-symbol error and every transposition of two adjacent symbols; Luhn mod 32, used before,
+# misses some adjacent transpositions.
+_GF32_POLY = 0b100101
 
 
-def luhn_mod_n(symbols: list[int], n: int = len(_ALPHABET)) -> int:
-    """The Luhn mod N check symbol over ``symbols`` (values 0..n-1; N = 32 for claim codes): it
-    catches every single-symbol error and every transposition of two adjacent symbols."""
-    total = 0
-    factor = 2
-    for v in reversed(symbols):
-        addend = factor * v
-        total += addend // n + addend % n
-        factor = 1 if factor == 2 else 2
-    return (n - total % n) % n
+def _times_two(x: int) -> int:
+    x <<= 1
+    return x ^ _GF32_POLY if x & 0x20 else x
+
+
+def damm_op(interim: int, symbol: int) -> int:
+    """The quasigroup operation (both 0..31)."""
+    return _times_two(interim) ^ symbol
+
+
+def damm_interim(symbols: list[int]) -> int:
+    interim = 0
+    for v in symbols:
+        interim = damm_op(interim, v)
+    return interim
+
+
+def damm_check_symbol(symbols: list[int]) -> int:
+    """The symbol c that makes ``damm_interim(symbols + [c]) == 0``."""
+    return _times_two(damm_interim(symbols))  # 2i + c = 0 in GF(32), characteristic 2
 
 
 def new_claim_code() -> str:
-    vals = [secrets.randbelow(len(_ALPHABET)) for _ in range(CLAIM_SYMBOLS - 1)]
-    vals.append(luhn_mod_n(vals))
-    return "".join(_ALPHABET[v] for v in vals)
+    vals = [secrets.randbelow(len(CLAIM_ALPHABET)) for _ in range(CLAIM_SYMBOLS - 1)]
+    vals.append(damm_check_symbol(vals))
+    return "".join(CLAIM_ALPHABET[v] for v in vals)
 
 
 def format_claim_code(code: str) -> str:
@@ -108,7 +126,7 @@ def normalize_claim_code(text: str) -> str:
     if bad:
         raise BadClaimCode(f"a claim code cannot contain {', '.join(repr(c) for c in bad)}")
     vals = [_INDEX[ch] for ch in raw]
-    if luhn_mod_n(vals[:-1]) != vals[-1]:
+    if damm_interim(vals) != 0:
         raise BadClaimCode("this claim code has a typo (its check symbol does not match)")
     return raw
 

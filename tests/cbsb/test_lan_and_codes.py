@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import random
+from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -15,10 +17,13 @@ from hypothesis import strategies as st
 from gateway.errors import CryptoError, ParseError
 from gateway.group_owner import notice
 from gateway.group_owner.cloudapi import (
+    CLAIM_ALPHABET,
     BadClaimCode,
     claim_matches,
+    damm_check_symbol,
+    damm_interim,
+    damm_op,
     format_claim_code,
-    luhn_mod_n,
     new_claim_code,
     normalize_claim_code,
     parse_thing_qr,
@@ -81,29 +86,55 @@ def test_notice_parser_only_raises_parse_or_crypto_errors(data: bytes) -> None:
         pass
 
 
-def test_luhn_mod_n_known_answers() -> None:
-    # Wikipedia, "Luhn algorithm": the check digit of 7992739871 is 3 (Luhn mod 10).
-    assert luhn_mod_n([int(c) for c in "7992739871"], 10) == 3
-    # Wikipedia, "Luhn mod N algorithm": with the alphabet "abcdef", the check character of
-    # "abcdef" is "e".
-    assert "abcdef"[luhn_mod_n([0, 1, 2, 3, 4, 5], 6)] == "e"
+def test_damm_operation_is_a_totally_anti_symmetric_quasigroup() -> None:
+    """Exhaustively, the properties Damm's proof needs: every row and every column of the
+    32 x 32 table is a permutation (so one changed symbol changes every later interim value),
+    and (c*x)*y != (c*y)*x for every c and x != y (so two swapped neighbours change it too)."""
+    n = 32
+    for a in range(n):
+        assert sorted(damm_op(a, b) for b in range(n)) == list(range(n))
+        assert sorted(damm_op(b, a) for b in range(n)) == list(range(n))
+    for c in range(n):
+        for x in range(n):
+            for y in range(n):
+                if x != y:
+                    assert damm_op(damm_op(c, x), y) != damm_op(damm_op(c, y), x), (c, x, y)
+
+
+def test_damm_known_values() -> None:
+    # worked by hand in GF(2)[t]/(t^5 + t^2 + 1): 2 * 0b10000 = t^5 = t^2 + 1 = 0b00101
+    assert damm_op(0b10000, 0) == 0b00101
+    assert damm_op(1, 1) == 2 ^ 1
+    assert damm_interim([]) == 0 and damm_check_symbol([]) == 0
+    # addition is XOR: 2*(2*(2*0 + 1) + 2) + 3 = 2*(2 + 2) + 3 = 2*0 + 3 = 3; check 2*3 = 6
+    assert damm_interim([1, 2, 3]) == 3 and damm_check_symbol([1, 2, 3]) == 6
+    assert damm_interim([1, 2, 3, 6]) == 0
+    # four doublings of 1 give t^4 = 16; the check symbol 2*16 = t^5 wraps to 5
+    assert damm_interim([1, 0, 0, 0, 0]) == 16 and damm_check_symbol([1, 0, 0, 0, 0]) == 5
+
+
+def _all_typos(code: str) -> Iterator[str]:
+    """Every single-symbol substitution and every swap of two different neighbours."""
+    for i in range(len(code)):
+        for ch in CLAIM_ALPHABET:
+            if ch != code[i]:
+                yield code[:i] + ch + code[i + 1 :]
+        if i + 1 < len(code) and code[i] != code[i + 1]:
+            yield code[:i] + code[i + 1] + code[i] + code[i + 2 :]
 
 
 def test_claim_codes_catch_every_single_error_and_adjacent_swap() -> None:
-    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-    for _ in range(20):
-        code = new_claim_code()
+    rng = random.Random(20261207)
+    codes = [new_claim_code() for _ in range(20)]
+    for _ in range(200):  # seeded ones too, so a failure reproduces
+        vals = [rng.randrange(32) for _ in range(9)]
+        codes.append("".join(CLAIM_ALPHABET[v] for v in [*vals, damm_check_symbol(vals)]))
+    for code in codes:
         assert normalize_claim_code(code) == code
         assert normalize_claim_code(format_claim_code(code).lower()) == code
-        for i in range(len(code)):
-            for ch in alphabet:
-                if ch != code[i]:
-                    with pytest.raises(BadClaimCode):
-                        normalize_claim_code(code[:i] + ch + code[i + 1 :])
-            if i + 1 < len(code) and code[i] != code[i + 1]:
-                swapped = code[:i] + code[i + 1] + code[i] + code[i + 2 :]
-                with pytest.raises(BadClaimCode):
-                    normalize_claim_code(swapped)
+        for typo in _all_typos(code):
+            with pytest.raises(BadClaimCode):
+                normalize_claim_code(typo)
 
 
 def test_claim_code_entry_is_forgiving_but_strict() -> None:
