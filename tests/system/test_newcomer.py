@@ -115,7 +115,9 @@ def test_readme_commands_on_a_fresh_debian_12() -> None:
         assert "Unpacking " not in out and "Setting up " not in out, out[:3000]
         assert "==> installing system packages:" in demo.stdout
         run_dir = clone / "demo-run"
-        assert f"{CLONE}/demo-run" in demo.stdout.splitlines()[1]  # named at the start
+        lines = demo.stdout.splitlines()
+        title = lines.index("Thing-bootstrapping gateway: demo on the emulated radio")
+        assert f"{CLONE}/demo-run" in lines[title + 1]  # named at the start
         assert f"{CLONE}/demo-run" in demo.stdout.strip().splitlines()[-1]  # and at the end
         logs = {p.name for p in (run_dir / "logs").iterdir()}
         assert {"radio.log", "border_router.log", "group_owner.log"} <= logs, logs
