@@ -165,7 +165,24 @@ class Radio(abc.ABC):
 
     @abc.abstractmethod
     async def set_frame_pending(self, on: bool) -> None:
-        """Frame Pending bit in auto-ACKs of Data Requests."""
+        """Frame Pending bit in auto-ACKs of Data Requests (chip-wide)."""
+
+    @property
+    def has_source_match(self) -> bool:
+        """True when the radio sets the Frame Pending bit per source address (a source-match
+        table, as OpenThread RCPs have); False when it can only set it for every Data Request
+        (the AT86RF233's AACK_SET_PD)."""
+        return False
+
+    async def set_source_match(
+        self, short_addrs: Iterable[int], ext_addrs: Iterable[bytes]
+    ) -> None:
+        """The sources whose Data Requests are acknowledged with Frame Pending set (extended
+        addresses in canonical, big-endian order). This default, for radios without a
+        source-match table, sets the bit in every Data Request's ACK while the set is not empty;
+        the owner then answers a poll from a source outside the set with an empty data frame, as
+        OpenThread does on such radios."""
+        await self.set_frame_pending(bool(list(short_addrs)) or bool(list(ext_addrs)))
 
     @abc.abstractmethod
     async def transmit(

@@ -135,6 +135,22 @@ async def test_frame_pending_in_ack_of_data_request(radios):
     assert (await a.transmit(cmd)).status is TxStatus.SUCCESS
 
 
+async def test_source_match_without_a_table_sets_frame_pending_for_every_poll(radios):
+    """The AT86RF233 has no source-match table: a non-empty set turns AACK_SET_PD on for every
+    Data Request (from any source), an empty one turns it off."""
+    a, b = await pair(radios)
+    assert not b.has_source_match
+    fcf = 0x0003 | 0x20 | 0x40 | (2 << 10) | (1 << 12) | (2 << 14)
+    cmd = fcf.to_bytes(2, "little") + b"\x12" + PAN.to_bytes(2, "little") + b"\x02\x00\x01\x00\x04"
+    await b.set_source_match([0x0005], [])
+    res = await a.transmit(cmd)  # 0x0001 is not in the set: chip-wide, still pending
+    assert res.status is TxStatus.SUCCESS_DATA_PENDING
+    await b.set_source_match([], [bytes.fromhex("1122334455667788")])
+    assert (await a.transmit(cmd)).status is TxStatus.SUCCESS_DATA_PENDING
+    await b.set_source_match([], [])
+    assert (await a.transmit(cmd)).status is TxStatus.SUCCESS
+
+
 async def test_channel_access_failure_on_busy_channel(radios):
     a = await radios(1, interference="11:-50")
     res = await a.transmit(data_frame(1, dst=0x0002))
