@@ -60,7 +60,9 @@ class RadioUrlError(RadioError):
     exit_code = 9
     default_hint = (
         "Radio URLs look like 'at86rf233:///dev/spidev0.0?gpiochip=/dev/gpiochip0&irq=23&reset=24"
-        "&slp_tr=25' or 'emulated:?node=1&port_offset=0'."
+        "&slp_tr=25', 'emulated:?node=1&port_offset=0', "
+        "'spinel+hdlc+uart:///dev/ttyACM0?uart-baudrate=460800' or "
+        "'spinel+hdlc+forkpty:///path/to/ot-rcp?forkpty-arg=1'."
     )
 
 
@@ -143,4 +145,34 @@ class StateError(GatewayError):
     default_hint = (
         "The gateway's saved state is unreadable. Restore a backup with 'gwctl restore' or, "
         "as a last resort, 'gwctl factory-reset'."
+    )
+
+
+# --- OpenThread RCP (Spinel) ------------------------------------------------------------------
+
+
+class RcpIncompatible(WrongChip):
+    """The device answers Spinel but is not an RCP this gateway can drive (protocol or RCP API
+    version out of range, or a missing capability). The message names what the RCP reported and
+    what the gateway supports."""
+
+    code = "RAD010"
+    exit_code = 5
+    default_hint = (
+        "Flash the dongle with an OpenThread RCP firmware (ot-rcp) built from a recent "
+        "OpenThread: Spinel protocol 4.3, RCP API 4 or newer (see docs/radio-rcp.md). An NCP "
+        "firmware (ot-ncp) or a Zigbee firmware does not work as a radio."
+    )
+
+
+class RcpNotResponding(RadioNotResponding):
+    """The RCP did not answer, or kept failing after being reset and re-initialised."""
+
+    code = "RAD011"
+    exit_code = 6
+    default_hint = (
+        "Unplug and replug the USB dongle; check the baud rate in the radio URL "
+        "(uart-baudrate=460800 for most RCP firmware, 115200 for some) and that no other "
+        "program (otbr-agent, zigbee2mqtt) holds the serial port. 'gwctl radio probe' shows the "
+        "RCP's fault counters."
     )

@@ -342,4 +342,11 @@ def open_radio(url: str) -> Radio:
         from drivers.emulator.backend import emulated_radio
 
         return emulated_radio(url, parsed)
-    raise RadioUrlError(f"unknown radio URL scheme {parsed.scheme!r} (at86rf233: or emulated:)")
+    if parsed.scheme in ("spinel+hdlc+uart", "spinel+hdlc+forkpty"):
+        from drivers.spinel.backend import spinel_radio
+
+        return spinel_radio(url, parsed)
+    raise RadioUrlError(
+        f"unknown radio URL scheme {parsed.scheme!r} (at86rf233:, emulated:, "
+        "spinel+hdlc+uart: or spinel+hdlc+forkpty:)"
+    )
