@@ -51,6 +51,7 @@ class FdLink:
         self._reading = False
         self._writing = False
         self._alive = False
+        self.lost_reason: str | None = None
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -68,6 +69,7 @@ class FdLink:
         os.set_blocking(fd, False)
         self._alive = True
         self._out.clear()
+        self.lost_reason = None
         asyncio.get_running_loop().add_reader(fd, self._readable)
         self._reading = True
 
@@ -99,6 +101,7 @@ class FdLink:
         if not self._alive:
             return
         self._alive = False
+        self.lost_reason = why
         self._stop_io()
         self.on_lost(self.explain(why))
 
@@ -338,6 +341,11 @@ class ForkPtyLink(FdLink):
         self._transport = self._child = None
         if transport is None or child is None:
             return
+        if self.lost_reason is not None and transport.get_returncode() is None:
+            # the stream ended: the process is probably exiting by itself; let it say how
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await asyncio.shield(child.exited)
         if transport.get_returncode() is None:
             self.last_exit = ""
             with contextlib.suppress(ProcessLookupError, PermissionError):
