@@ -47,9 +47,11 @@ from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any
 
+from drivers.errors import RcpIncompatible
 from drivers.fcs import append_fcs
 from drivers.mac_header import HeaderError, describe, parse_header
 from drivers.pcap import PcapError, PcapWriter, read_pcap
+from drivers.spinel.codec import SpinelParseError
 from gateway.crypto import cbsb_keys
 from gateway.crypto.dtls import (
     ConnectionFailed,
@@ -147,6 +149,7 @@ from gateway.wire.mac802154 import (
 from gateway.wire.meshcop import ChannelMask, SecurityPolicy, Timestamp
 from gateway.wire.tlv import Tlv, decode_tlvs, encode_tlvs
 from tests.dtls_helpers import shuttle as shuttle_datagrams
+from tests.fuzz import spinel_targets as sp
 
 # --- fixed material ------------------------------------------------------------------------------
 
@@ -1826,6 +1829,60 @@ TARGETS: dict[str, Target] = {
             _pcap_seed,
             600,
             "drivers.pcap.read_pcap",
+        ),
+        _t(
+            "drivers.spinel.hdlc",
+            sp.t_spinel_hdlc,
+            NOTHING,
+            sp.hdlc_seeds,
+            1200,
+            "drivers.spinel.hdlc.HdlcDecoder.feed",
+        ),
+        _t(
+            "drivers.spinel.frame",
+            sp.t_spinel_frame,
+            (SpinelParseError,),
+            lambda: list(sp.spinel_frames()),
+            300,
+            "drivers.spinel.codec.decode_frame",
+        ),
+        _t(
+            "drivers.spinel.values",
+            sp.t_spinel_values,
+            (SpinelParseError,),
+            sp.value_seeds,
+            300,
+            "drivers.spinel.codec.unpack",
+        ),
+        _t(
+            "drivers.spinel.rcp_values",
+            sp.t_spinel_rcp_values,
+            (SpinelParseError,),
+            sp.rcp_value_seeds,
+            300,
+            "drivers.spinel.rcp.parse_raw_frame",
+            "drivers.spinel.rcp.parse_tx_done",
+            "drivers.spinel.rcp.parse_tx_request",
+            "drivers.spinel.rcp.parse_last_status",
+        ),
+        _t(
+            "drivers.spinel.compat",
+            sp.t_spinel_compat,
+            (SpinelParseError, RcpIncompatible),
+            sp.compat_seeds,
+            200,
+            "drivers.spinel.rcp.check_protocol_version",
+            "drivers.spinel.rcp.check_caps",
+            "drivers.spinel.rcp.check_api_versions",
+            "drivers.spinel.rcp.check_radio_caps",
+        ),
+        _t(
+            "drivers.spinel.host_receive",
+            sp.t_spinel_host_receive,
+            NOTHING,
+            sp.hdlc_seeds,
+            1200,
+            "(the RCP backend's receive path: HDLC, Spinel frames, dispatch, raw frames)",
         ),
     )
 }

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
+import drivers.spinel
 import gateway.crypto
 import gateway.wire
 from gateway.crypto.dtls import ApplicationData, DtlsState, HandshakeComplete
@@ -37,21 +38,22 @@ PARSER_NAME = re.compile(
 
 def _parser_entry_points() -> Iterator[str]:
     """``module.function`` and ``module.Class.method`` names that look like parsers."""
-    for package in (gateway.wire, gateway.crypto):
+    for package, prefix in ((gateway.wire, ""), (gateway.crypto, ""),
+                            (drivers.spinel, "drivers.spinel.")):  # fmt: skip
         for info in pkgutil.iter_modules(package.__path__):
             module = importlib.import_module(f"{package.__name__}.{info.name}")
             for name, obj in vars(module).items():
                 if getattr(obj, "__module__", None) != module.__name__:
                     continue
                 if inspect.isfunction(obj) and PARSER_NAME.match(name):
-                    yield f"{info.name}.{name}"
+                    yield f"{prefix}{info.name}.{name}"
                 elif inspect.isclass(obj):
                     for attr, value in vars(obj).items():
                         method = inspect.isfunction(value) or isinstance(
                             value, classmethod | staticmethod
                         )
                         if method and PARSER_NAME.match(attr):
-                            yield f"{info.name}.{name}.{attr}"
+                            yield f"{prefix}{info.name}.{name}.{attr}"
 
 
 def test_every_parser_entry_point_has_a_target() -> None:
