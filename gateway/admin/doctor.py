@@ -72,6 +72,8 @@ def _radio_devices(url: str) -> tuple[str, dict[str, str]] | None:
         p = parse_radio_url(url)
     except RadioUrlError:
         return None
+    if p.scheme == "spinel+hdlc+uart":
+        return p.scheme, {"serial": p.path[2:] if p.path.startswith("//") else p.path}
     if p.scheme != "at86rf233":
         return p.scheme, {}
     path = p.path[2:] if p.path.startswith("//") else p.path
@@ -93,7 +95,7 @@ def _describe_node(path: str) -> str:
 
 def check_device(kind: str, url: str) -> Check:
     devs = _radio_devices(url)
-    name = {"spi": "spi device", "gpio": "gpio chip"}[kind]
+    name = {"spi": "spi device", "gpio": "gpio chip", "serial": "serial device"}[kind]
     if devs is None:
         return Check(name, SKIP, "the configured radio URL is invalid (see the config check)")
     scheme, paths = devs
@@ -103,12 +105,14 @@ def check_device(kind: str, url: str) -> Check:
         return Check(name, SKIP, f"not needed by a {scheme}: radio")
     path = paths[kind]
     if not os.path.exists(path):
-        hint = (
-            "Enable SPI ('dtparam=spi=on' in /boot/firmware/config.txt, no at86rf233 overlay) "
-            "and reboot; check the device in [radio] url."
-            if kind == "spi"
-            else "The GPIO character device is missing; check the gpiochip= parameter of the URL."
-        )
+        hint = {
+            "spi": "Enable SPI ('dtparam=spi=on' in /boot/firmware/config.txt, no at86rf233 "
+            "overlay) and reboot; check the device in [radio] url.",
+            "gpio": "The GPIO character device is missing; check the gpiochip= parameter of the "
+            "URL.",
+            "serial": "Plug in the RCP dongle; 'ls -l /dev/serial/by-id/' lists serial devices "
+            "(the udev rules link known RCP dongles as /dev/gateway-rcp).",
+        }[kind]
         return Check(name, FAIL, f"{path} does not exist", hint)
     if not os.access(path, os.R_OK | os.W_OK):
         return Check(name, FAIL, f"{path} ({_describe_node(path)}) is not accessible to gwctl",
@@ -132,7 +136,7 @@ def check_groups(url: str) -> Check:
     if USER not in {g.gr_name for g in grp.getgrall()}:
         problems.append(f"no '{USER}' group")
     devs = _radio_devices(url)
-    if devs is not None and devs[0] == "at86rf233":
+    if devs is not None and devs[0] in ("at86rf233", "spinel+hdlc+uart"):
         for path in devs[1].values():
             with_group = _node_group(path)
             if with_group and with_group not in groups and os.stat(path).st_uid != user.pw_uid:
@@ -297,13 +301,36 @@ async def check_services(paths: Paths) -> list[Check]:
         radio = a.status.get("radio")
         if name == "radio" and isinstance(radio, dict):
             detail += f", {radio.get('part')} on channel {radio.get('channel')}"
+            rcp = radio.get("rcp")
+            if isinstance(rcp, dict):
+                detail += f", RCP firmware {str(rcp.get('firmware', '?')).split(';')[0]}"
             if not radio.get("healthy", False):
+                wiring = "the RCP dongle" if isinstance(rcp, dict) else "the SPI wiring"
                 out.append(Check(f"service {name}", FAIL, detail + ", radio NOT healthy",
-                                 "gwctl logs --service radio; check the SPI wiring."))  # fmt: skip
+                                 f"gwctl logs --service radio; check {wiring}."))  # fmt: skip
+                continue
+            faults = _rcp_faults(radio.get("counters"))
+            if isinstance(rcp, dict) and faults:
+                out.append(Check(f"service {name}", WARN, f"{detail}; the RCP {faults}",
+                                 "An RCP that keeps needing resets: replug it, use a powered "
+                                 "USB port or extension cable, or flash current RCP firmware; "
+                                 "'gwctl radio probe' shows the counters."))  # fmt: skip
                 continue
         status = PASS if phase == "ready" else WARN
         out.append(Check(f"service {name}", status, detail))
     return out
+
+
+def _rcp_faults(counters: object) -> str:
+    """'was reset and recovered 2 time(s) (1 no answer, ...)', or '' when all is well."""
+    if not isinstance(counters, dict) or not counters.get("recoveries"):
+        return ""
+    kinds = [f"{counters[k]} {label}" for k, label in (
+        ("rcp_timeouts", "without an answer"), ("rcp_unexpected_resets", "reset by itself"),
+        ("rcp_lost_config", "lost its configuration"), ("rcp_link_lost", "link lost"),
+        ("rcp_protocol_errors", "malformed answers"),
+    ) if counters.get(k)]  # fmt: skip
+    return f"was reset and recovered {counters['recoveries']} time(s) ({', '.join(kinds)})"
 
 
 async def check_cloud(url: str, timeout: float = 3.0) -> Check:
@@ -400,6 +427,7 @@ def run_checks(paths: Paths) -> tuple[list[Check], bool]:
         cfg,
         check_device("spi", url),
         check_device("gpio", url),
+        check_device("serial", url),
         check_groups(url),
         *svc,
         check_clock(),

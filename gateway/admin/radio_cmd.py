@@ -71,9 +71,15 @@ def radio_probe(radio_url: str | None, as_json: bool) -> None:
         output.emit_json(doc)
         return
     rid = doc["radio"]
-    print(f"radio     {rid['part']} rev {rid['version_num']} ({rid['backend']})")
+    rcp = rid.get("rcp")
+    if isinstance(rcp, dict):
+        print(f"radio     {rid['part']} ({rid['backend']})")
+    else:
+        print(f"radio     {rid['part']} rev {rid['version_num']} ({rid['backend']})")
     print(f"url       {rid['url']}")
     print(f"eui64     {rid['eui64']}")
+    if isinstance(rcp, dict):
+        _print_rcp(rcp, doc.get("counters") or {})
     power = "" if doc["tx_power_dbm"] is None else f"  tx power {doc['tx_power_dbm']:+.1f} dBm"
     print(f"channel   {doc['channel']}{power}")
     print(f"energy    {doc['ed_dbm']} dBm on channel {doc['channel']}")
@@ -86,6 +92,36 @@ def radio_probe(radio_url: str | None, as_json: bool) -> None:
         print(f"health    {output.style('ok', output.GREEN)} (answered in {doc['open_ms']} ms)")
     else:
         print(f"health    {output.style('ok', output.GREEN)} (opened in {doc['open_ms']} ms)")
+
+
+# What the Spinel backend counts when an RCP misbehaves (drivers/spinel/backend.py).
+RCP_FAULTS = (
+    ("recoveries", "recovered by reset"),
+    ("rcp_timeouts", "no answer"),
+    ("rcp_unexpected_resets", "reset by itself"),
+    ("rcp_lost_config", "lost its configuration"),
+    ("rcp_link_lost", "link lost"),
+    ("rcp_protocol_errors", "malformed answers"),
+    ("hdlc_bad_fcs", "bad FCS"),
+    ("recovery_failures", "not recoverable"),
+)
+
+
+def _print_rcp(rcp: dict[str, Any], counters: dict[str, Any]) -> None:
+    """The RCP's firmware, versions against what the gateway supports, and its faults."""
+    print(f"firmware  {rcp.get('firmware')}")
+    print(
+        f"spinel    protocol {rcp.get('protocol_version')}, RCP API {rcp.get('rcp_api_version')}"
+        f" (the RCP needs a host at {rcp.get('min_host_api_version')} or newer; this gateway is "
+        f"at {rcp.get('host_api_version')} and supports RCP API {rcp.get('supported_rcp_api')})"
+    )
+    print(f"caps      {', '.join(rcp.get('caps') or []) or '-'}")
+    print(f"radiocaps {', '.join(rcp.get('radio_caps') or []) or '-'}")
+    faults = [f"{counters[k]} {label}" for k, label in RCP_FAULTS if counters.get(k)]
+    if faults:
+        print(f"faults    {output.style(', '.join(faults), output.YELLOW)}")
+    else:
+        print("faults    none since the radio was opened")
 
 
 async def _probe_remote(rr: RemoteRadio) -> dict[str, Any]:
