@@ -326,7 +326,8 @@ install_file "$src/deploy/modprobe.d/gateway-at86rf230.conf" "$MODPROBE_CONF" 06
 if install_file "$src/deploy/udev/60-gateway.rules" "$UDEV_RULE" 0644 root root; then
     if [ -S /run/udev/control ] && command -v udevadm >/dev/null; then
         udevadm control --reload || true
-        udevadm trigger --subsystem-match=spidev --subsystem-match=gpio --action=change || true
+        udevadm trigger --subsystem-match=spidev --subsystem-match=gpio --subsystem-match=tty \
+            --action=change || true
     fi
 fi
 if install_file "$src/deploy/sysctl.d/60-gateway.conf" "$SYSCTL_CONF" 0644 root root; then

@@ -217,8 +217,9 @@ class SerialLink(FdLink):
         if code in (errno.EACCES, errno.EPERM) or "Permission denied" in text:
             return RadioPermissionDenied(
                 f"no permission to open {self.device}",
-                hint="Run as root or as a member of the 'gateway-radio' group (the installer's "
-                "udev rules give that group the RCP dongles), then replug the dongle.",
+                hint="Run as root or as a member of the 'gateway' group (the installer's udev "
+                "rules give that group the known RCP dongles: deploy/udev/60-gateway.rules), "
+                "then replug the dongle.",
             )
         if code in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK) or "lock" in text.lower():
             return RadioError(

@@ -279,7 +279,12 @@ def test_devices_capabilities_and_address_families() -> None:
     radio, br, go = unit("radio"), unit("border-router"), unit("group-owner")
 
     assert one(radio, "Service", "DevicePolicy") == "closed"
-    assert radio["Service"]["DeviceAllow"] == ["char-spi rw", "char-gpiochip rw"]
+    assert radio["Service"]["DeviceAllow"] == [
+        "char-spi rw",
+        "char-gpiochip rw",
+        "char-ttyACM rw",
+        "char-ttyUSB rw",
+    ]
     assert one(br, "Service", "DevicePolicy") == "closed"
     assert br["Service"]["DeviceAllow"] == ["/dev/net/tun rw"]
     assert one(go, "Service", "PrivateDevices") == "yes"

@@ -78,7 +78,7 @@ async def test_serial_device_errors(tmp_path: os.PathLike[str]) -> None:
     if os.geteuid() != 0:
         with pytest.raises(RadioPermissionDenied) as perm:
             await open_radio(f"spinel+hdlc+uart://{locked}").open()
-        assert perm.value.exit_code == 4 and "gateway-radio" in perm.value.hint
+        assert perm.value.exit_code == 4 and "gateway" in perm.value.hint
 
 
 async def test_serial_port_in_use(pty_rcp: tuple[str, RcpModel]) -> None:
