@@ -141,10 +141,12 @@ class _Config:
     max_csma_backoffs: int = 4
 
 
-def _air_order(ext: bytes) -> bytes:
-    """Spinel carries MAC extended addresses as OpenThread's radio platform takes them: in the
-    byte order of the air (least significant byte first)."""
-    return bytes(reversed(ext))
+def _spinel_order(ext: bytes) -> bytes:
+    """Spinel carries MAC extended addresses (LADDR, the source-match table) in canonical,
+    big-endian order: OpenThread's posix host reverses the radio platform's little-endian
+    address before sending it (src/posix/platform/radio.cpp), and the RCP's core reverses it
+    again for its own radio platform."""
+    return bytes(ext)
 
 
 class SpinelRadio(Radio):
@@ -647,7 +649,7 @@ class SpinelRadio(Radio):
         await self._set(Prop.PHY_ENABLED, "b", True)
         await self._set(Prop.MAC_15_4_PANID, "S", c.pan_id)
         await self._set(Prop.MAC_15_4_SADDR, "S", c.short_addr)
-        await self._set(Prop.MAC_15_4_LADDR, "E", _air_order(c.ext_addr))
+        await self._set(Prop.MAC_15_4_LADDR, "E", _spinel_order(c.ext_addr))
         await self._set(Prop.PHY_CHAN, "C", c.channel)
         c.tx_power_dbm = await self._set_power(c.tx_power_dbm)
         await self._set(Prop.MAC_PROMISCUOUS_MODE, "C",
@@ -668,7 +670,7 @@ class SpinelRadio(Radio):
         c = self._cfg
         await self._set(Prop.MAC_SRC_MATCH_SHORT_ADDRESSES, "A(S)", sorted(c.src_short))
         await self._set(Prop.MAC_SRC_MATCH_EXTENDED_ADDRESSES, "A(E)",
-                        [_air_order(e) for e in sorted(c.src_ext)])  # fmt: skip
+                        [_spinel_order(e) for e in sorted(c.src_ext)])  # fmt: skip
         c.src_match_usable = True
         await self._apply_src_match_enabled()
 
@@ -826,7 +828,7 @@ class SpinelRadio(Radio):
             if short_addr is not None:
                 await self._set(Prop.MAC_15_4_SADDR, "S", c.short_addr)
             if ext_addr is not None:
-                await self._set(Prop.MAC_15_4_LADDR, "E", _air_order(c.ext_addr))
+                await self._set(Prop.MAC_15_4_LADDR, "E", _spinel_order(c.ext_addr))
 
         self._check_usable()
         async with self._mode:
@@ -880,7 +882,7 @@ class SpinelRadio(Radio):
             await self._update_src_match(Prop.MAC_SRC_MATCH_SHORT_ADDRESSES, "S", c.src_short,
                                          shorts, lambda a: a)  # fmt: skip
             await self._update_src_match(Prop.MAC_SRC_MATCH_EXTENDED_ADDRESSES, "E", c.src_ext,
-                                         exts, _air_order)  # fmt: skip
+                                         exts, _spinel_order)  # fmt: skip
             if not c.src_match_usable and not (c.src_short or c.src_ext):
                 await self._write_src_match_table()  # empty again: back to the table
             elif c.src_match_usable != was_usable:

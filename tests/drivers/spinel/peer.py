@@ -55,7 +55,7 @@ class RcpState:
     raw_stream: bool = False
     src_match_enabled: bool = False
     src_short: list[int] = field(default_factory=list)
-    src_ext: list[bytes] = field(default_factory=list)  # air order, as Spinel carries them
+    src_ext: list[bytes] = field(default_factory=list)  # big-endian, as Spinel carries them
     src_capacity: int = 32
     scan_mask: bytes = b""
     scan_period: int = 0

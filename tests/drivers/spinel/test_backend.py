@@ -93,7 +93,7 @@ async def test_start_up_byte_for_byte(rcp_radio: Factory) -> None:
         "89032001",  # SET PHY_ENABLED true
         "8a0336ffff",  # SET MAC_15_4_PANID 0xFFFF
         "8b0335ffff",  # SET MAC_15_4_SADDR 0xFFFF
-        "8c03340100000000 30b418".replace(" ", ""),  # SET MAC_15_4_LADDR, the EUI-64 in air order
+        "8c033418b4300000000001",  # SET MAC_15_4_LADDR: the EUI-64, big-endian as OpenThread's host
         "8d03210b",  # SET PHY_CHAN 11
         "8e032500",  # SET PHY_TX_POWER 0 dBm
         "8f033800",  # SET MAC_PROMISCUOUS_MODE off
@@ -107,7 +107,7 @@ async def test_start_up_byte_for_byte(rcp_radio: Factory) -> None:
     # and the bytes on the wire are exactly those frames in HDLC-lite
     assert bytes(model.rx_bytes) == b"".join(hdlc(h) for h in expected)
     assert model.state.phy_enabled and model.state.raw_stream and model.state.src_match_enabled
-    assert model.state.laddr == bytes.fromhex("010000000030b418")
+    assert model.state.laddr == bytes.fromhex("18b4300000000001")
     assert radio.healthy
 
 
@@ -182,7 +182,7 @@ async def test_configuration_reaches_the_rcp(rcp_radio: Factory) -> None:
     await radio.set_promiscuous(True)
     s = model.state
     assert (s.channel, s.pan_id, s.short, s.tx_power, s.promiscuous) == (20, 0xFACE, 0x42, -4, 2)
-    assert s.laddr == EXT[::-1]  # Spinel takes the extended address in air order
+    assert s.laddr == EXT  # big-endian, as OpenThread's host sends it
     await radio.set_promiscuous(False)
     assert s.promiscuous == 0
     with pytest.raises(InvalidArgument):
@@ -266,14 +266,14 @@ async def test_source_match_per_address(rcp_radio: Factory) -> None:
     radio, model, _peer = await rcp_radio()
     s = model.state
     await radio.set_source_match([0x0003, 0x0005], [EXT])
-    assert sorted(s.src_short) == [3, 5] and s.src_ext == [EXT[::-1]] and s.src_match_enabled
+    assert sorted(s.src_short) == [3, 5] and s.src_ext == [EXT] and s.src_match_enabled
     await radio.set_source_match([0x0005], [EXT])
     assert s.src_short == [5]
     cmds = [(f.command, f.prop) for f in model.frames[-4:]]
     assert (Cmd.PROP_VALUE_REMOVE, Prop.MAC_SRC_MATCH_SHORT_ADDRESSES) in cmds
     inserts = model.requests(Prop.MAC_SRC_MATCH_EXTENDED_ADDRESSES)
     assert [f.command for f in inserts][-1] == Cmd.PROP_VALUE_INSERT
-    assert inserts[-1].value == EXT[::-1]
+    assert inserts[-1].value == EXT
     # chip-wide Frame Pending: an OpenThread RCP sets it for every poll with source match off
     await radio.set_frame_pending(True)
     assert not s.src_match_enabled
@@ -297,7 +297,7 @@ async def test_source_match_survives_a_reset(rcp_radio: Factory) -> None:
     await radio.set_channel(19)
     await radio.reset()
     s = model.state
-    assert s.src_short == [7] and s.src_ext == [EXT[::-1]] and s.src_match_enabled
+    assert s.src_short == [7] and s.src_ext == [EXT] and s.src_match_enabled
     assert s.channel == 19 and radio.counters.recoveries == 1
 
 
