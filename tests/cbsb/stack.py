@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.radio_backend import gateway_radio_env, gateway_radio_url
+
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = {
     "radio": "gateway.radio",
@@ -118,6 +120,14 @@ class Stack:
             params += f"&{extra}"
         return f"emulated:?{params}"
 
+    @property
+    def gateway_radio_url(self) -> str:
+        """Node 1: the emulated AT86RF233, or the simulated RCP (tests/radio_backend.py)."""
+        params = f"airtime={int(self.airtime)}" + (
+            f"&{self.radio_extra}" if self.radio_extra else ""
+        )
+        return gateway_radio_url(1, self.offset, params)
+
     def env(self, **extra: str) -> dict[str, str]:
         drop = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM",
                 "INVOCATION_ID", "GATEWAY_RADIO_URL", "GATEWAY_CLOUD_URL",
@@ -127,10 +137,11 @@ class Stack:
             GATEWAY_CONFIG=str(self.root / "gw" / "gateway.toml"),
             GATEWAY_STATE_DIR=str(self.state_dir),
             GATEWAY_RUNTIME_DIR=str(self.runtime_dir),
-            GATEWAY_RADIO_URL=self.radio_url(1),
+            GATEWAY_RADIO_URL=self.gateway_radio_url,
             PYTHONPATH=str(REPO),
             PYTHONUNBUFFERED="1",
         )
+        env.update(gateway_radio_env(self.offset))
         env.update(extra)
         return env
 

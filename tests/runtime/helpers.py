@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.radio_backend import gateway_radio_env, gateway_radio_url
+
 REPO = Path(__file__).resolve().parents[2]
 MODULES = {
     "radio": "gateway.radio",
@@ -79,8 +81,7 @@ class Install:
 
     @property
     def radio_url(self) -> str:
-        extra = f"&{self.radio_params}" if self.radio_params else ""
-        return f"emulated:?node={self.node}&port_offset={self.port_offset}{extra}"
+        return gateway_radio_url(self.node, self.port_offset, self.radio_params)
 
     def environ(self, **extra: str) -> dict[str, str]:
         env = {
@@ -97,6 +98,7 @@ class Install:
             PYTHONPATH=str(REPO),
             PYTHONUNBUFFERED="1",
         )
+        env.update(gateway_radio_env(self.port_offset))
         env.update(extra)
         return env
 
