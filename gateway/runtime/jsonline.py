@@ -30,7 +30,8 @@ from gateway.errors import GatewayError, ServiceUnavailable, error_class
 
 LOG = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
-MAX_LINE = 256 * 1024
+MAX_LINE = 256 * 1024  # a request
+MAX_REPLY = 16 * 1024 * 1024  # a reply or event, as the client accepts it
 GROUP = "gateway"
 
 
@@ -275,12 +276,13 @@ class JsonLineClient:
         self._next_id = 1
         self._reader_task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
+        self.oversized = 0  # replies or events longer than MAX_REPLY, skipped
 
     async def connect(self, timeout: float = 5.0) -> None:
         try:
             async with asyncio.timeout(timeout):
                 self._reader, self._writer = await asyncio.open_unix_connection(
-                    str(self.path), limit=MAX_LINE
+                    str(self.path), limit=MAX_REPLY
                 )
         except (FileNotFoundError, ConnectionRefusedError, TimeoutError) as exc:
             raise ServiceUnavailable(f"nothing is listening on {self.path}") from exc
@@ -292,9 +294,16 @@ class JsonLineClient:
         assert self._reader is not None
         try:
             while True:
-                line = await self._reader.readline()
-                if not line:
+                try:
+                    line = await self._reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError:
                     break
+                except asyncio.LimitOverrunError:
+                    # A line longer than the client takes: skip it whole and keep the
+                    # connection (the call it answered, if any, times out and is forgotten).
+                    self.oversized += 1
+                    await self._skip_line()
+                    continue
                 try:
                     msg = json.loads(line)
                 except (UnicodeDecodeError, json.JSONDecodeError):
@@ -322,11 +331,20 @@ class JsonLineClient:
                     fut.set_exception(cls(str(err.get("message", "error")), hint=err.get("hint")))
                 else:
                     fut.set_result(msg.get("result"))
-        except (ConnectionError, asyncio.LimitOverrunError):
+        except ConnectionError:
             pass
         finally:
             self._fail_all(ServiceUnavailable(f"the service on {self.path} closed the connection"))
             self.closed.set()
+
+    async def _skip_line(self) -> None:
+        assert self._reader is not None
+        while True:
+            try:
+                await self._reader.readuntil(b"\n")
+                return
+            except asyncio.LimitOverrunError as exc:
+                await self._reader.readexactly(exc.consumed)
 
     def _fail_all(self, exc: GatewayError) -> None:
         for fut in self._pending.values():
@@ -342,10 +360,13 @@ class JsonLineClient:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = fut
         msg = {"v": PROTOCOL_VERSION, "id": req_id, "method": method, "params": params}
-        self._writer.write(json.dumps(msg).encode() + b"\n")
-        await self._writer.drain()
-        async with asyncio.timeout(timeout):
-            return await fut
+        try:
+            self._writer.write(json.dumps(msg).encode() + b"\n")
+            await self._writer.drain()
+            async with asyncio.timeout(timeout):
+                return await fut
+        finally:
+            self._pending.pop(req_id, None)  # answered, timed out or cancelled: forgotten
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -447,3 +447,67 @@ async def test_gateway_group_members_are_allowed(
         assert "gateway" in res["reply"]["error"]["hint"]
     finally:
         await fx.server.close()
+
+
+# ----------------------------------------------------------------------------- client limits
+
+
+async def test_client_takes_a_reply_larger_than_a_request(sockdir: Path) -> None:
+    """A status reply can be large (many children, many registrations): the client used to die
+    on a reply line over 256 KiB (the request limit); it takes up to MAX_REPLY now."""
+
+    async def big(conn: Connection, p: dict[str, Any]) -> Any:
+        return "x" * p["n"]
+
+    server = JsonLineServer(sockdir / "big.sock", {"big": big})
+    await server.start()
+    try:
+        async with JsonLineClient(sockdir / "big.sock") as c:
+            assert len(await c.call("big", n=1024 * 1024)) == 1024 * 1024
+            assert await c.call("big", n=3) == "xxx"
+    finally:
+        await server.close()
+
+
+async def test_client_skips_an_oversized_line_and_stays_connected(sockdir: Path) -> None:
+    path = sockdir / "raw.sock"
+    handler_done = asyncio.Event()
+
+    async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while line := await r.readline():
+                req = json.loads(line)
+                if req["method"] == "huge":
+                    w.write(b'{"id": %d, "result": "' % req["id"])
+                    w.write(b"y" * (jsonline.MAX_REPLY + 10))
+                    w.write(b'"}\n')
+                else:
+                    w.write(json.dumps({"id": req["id"], "result": "fine"}).encode() + b"\n")
+                await w.drain()
+        finally:
+            w.close()
+            handler_done.set()
+
+    server = await asyncio.start_unix_server(serve, path=str(path))
+    try:
+        async with JsonLineClient(path) as c:
+            with pytest.raises(TimeoutError):
+                await c.call("huge", timeout=2.0)
+            assert c.oversized == 1
+            assert await c.call("small") == "fine"
+            assert not c.closed.is_set()
+        await asyncio.wait_for(handler_done.wait(), 10)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_timed_out_calls_are_forgotten(srv: Fixture) -> None:
+    async with JsonLineClient(srv.path) as c:
+        for _ in range(5):
+            with pytest.raises(TimeoutError):
+                await c.call("wait", timeout=0.05)
+        assert c._pending == {}
+        srv.release.set()
+        assert await c.call("echo", a=1) == {"a": 1}
+        assert c._pending == {}
