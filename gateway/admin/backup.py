@@ -548,13 +548,21 @@ def _restore(
 # ------------------------------------------------------------------------------ factory reset
 
 
+# A factory file an earlier release kept in the state directory: the maker's provisioning,
+# which a factory reset must never take (the box could not register with the cloud again).
+LEGACY_FACTORY_FILE = "cbsb-factory.json"
+
+
 def factory_reset(paths: Paths, include_config: bool) -> dict[str, Any]:
     """Remove everything in the state directory (the directory itself stays: systemd owns it),
-    and the configuration file with ``include_config``."""
+    and the configuration file with ``include_config``. The factory directory is never touched,
+    nor a factory file an earlier release left in the state directory."""
     removed: list[str] = []
     try:
         if paths.state_dir.exists():
             for entry in sorted(paths.state_dir.iterdir()):
+                if entry.name == LEGACY_FACTORY_FILE:
+                    continue
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
                 else:

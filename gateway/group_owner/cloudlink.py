@@ -42,8 +42,10 @@ class CloudLink:
         eui64: bytes,
         on_event: Callable[[dict[str, Any]], Awaitable[None]],
         fallback_url: str = "",
+        factory_dir: Path | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.factory_dir = Path(factory_dir) if factory_dir is not None else self.state_dir
         self.eui64 = eui64
         self.on_event = on_event
         self.fallback_url = fallback_url
@@ -125,7 +127,7 @@ class CloudLink:
     async def _run(self) -> None:
         backoff = 0.5
         while True:
-            factory = load_factory(factory_path(self.state_dir))
+            factory = load_factory(factory_path(self.factory_dir, self.state_dir))
             if factory is None:
                 self.state = "not provisioned (no factory file yet)"
                 await asyncio.sleep(1.0)

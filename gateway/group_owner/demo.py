@@ -74,11 +74,16 @@ def cloud_url(ctx: DemoContext) -> str:
 def cloud_env(ctx: DemoContext) -> dict[str, str]:
     """Extra environment for the three services (the group owner's cloud URL; the factory file
     written by start_cloud names it as well)."""
-    return {"GATEWAY_CLOUD_URL": cloud_url(ctx)}
+    return {"GATEWAY_CLOUD_URL": cloud_url(ctx), "GATEWAY_FACTORY_DIR": str(_factory_dir(ctx))}
 
 
 def _state_dir(ctx: DemoContext) -> Path:
     return Path(ctx.env.get("GATEWAY_STATE_DIR", str(ctx.tmp / "state")))
+
+
+def _factory_dir(ctx: DemoContext) -> Path:
+    """The box's factory provisioning (read-only for the services, apart from their state)."""
+    return Path(ctx.env.get("GATEWAY_FACTORY_DIR", str(ctx.tmp / "factory")))
 
 
 async def _run(ctx: DemoContext, *args: str, timeout: float = 60) -> tuple[int, str]:
@@ -109,10 +114,10 @@ async def start_cloud(ctx: DemoContext) -> None:
     if b"listening" not in line:
         raise RuntimeError(f"the cloud did not start: {line.decode(errors='replace')}")
     cloud.tasks.append(asyncio.ensure_future(_drain(proc, _open_log(ctx, "cloud"))))
-    state_dir = _state_dir(ctx)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    factory_dir = _factory_dir(ctx)
+    factory_dir.mkdir(parents=True, exist_ok=True)
     rc, out = await _run(ctx, "-m", "gateway.peers.cloud", "enrol-gateway", "--state", str(state),
-                         "--out", str(state_dir / "cbsb-factory.json"), "--cloud-url", url,
+                         "--out", str(factory_dir / "cbsb-factory.json"), "--cloud-url", url,
                          "--json")  # fmt: skip
     if rc != 0:
         raise RuntimeError(f"enrolling the gateway failed: {out}")

@@ -79,7 +79,8 @@ class GroupOwnerService(Service):
         self.boot = Bootstrapper(self.radio, RadioParams(gw_id, ds.channel, ds.pan_id, delivery),
                                  self)  # fmt: skip
         self.cloud = CloudLink(self.state_dir, gw_id, self._on_cloud_event,
-                               self.settings.group_owner.cloud_url)  # fmt: skip
+                               self.settings.group_owner.cloud_url,
+                               factory_dir=self.paths.factory_dir)  # fmt: skip
         queue = await self.radio.subscribe(dispatch=[CBSB_DISPATCH, CBSB_DISPATCH], secured=False)
         self.spawn(self._cbsb_rx(queue), "cbsb-rx")
         self.spawn(self.boot.run(), "bootstrap")

@@ -21,7 +21,7 @@ from drivers.fcs import append_fcs
 from drivers.radio import CHANNELS, Radio, RxFrame, open_radio
 from gateway.errors import CryptoError, InvalidArgument, ParseError
 from gateway.radio.protocol import RxFilter, bool_param, hex_bytes, int_param
-from gateway.runtime.jsonline import Connection, Handler, JsonLineServer
+from gateway.runtime.jsonline import RADIO_GROUP, Connection, Handler, JsonLineServer
 from gateway.runtime.logs import register_secret
 from gateway.runtime.service import Service, run_service
 from gateway.runtime.state import FrameCounterStore
@@ -106,7 +106,9 @@ class RadioService(Service):
         await radio.set_tx_power(s.tx_power_dbm)
         self.ext_addr = ExtAddress(radio.info.eui64)
         await radio.set_addresses(ext_addr=radio.info.eui64)
-        self.server = JsonLineServer(self.paths.radio_socket(), self._socket_methods(), self._gone)
+        self.server = JsonLineServer(
+            self.paths.radio_socket(), self._socket_methods(), self._gone, group=RADIO_GROUP
+        )
         await self.server.start()
         self.spawn(self._rx_loop(), "rx")
         self.set_phase(f"ready on channel {radio.channel}")

@@ -32,7 +32,8 @@ LOG = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
 MAX_LINE = 256 * 1024  # a request
 MAX_REPLY = 16 * 1024 * 1024  # a reply or event, as the client accepts it
-GROUP = "gateway"
+GROUP = "gateway"  # administration: gwctl and the control sockets
+RADIO_GROUP = "gateway-radio"  # the radio device and the radio socket
 
 
 class ProtocolError(GatewayError):
@@ -56,9 +57,9 @@ class AccessDenied(GatewayError):
     default_hint = "Run as root or as a member of the 'gateway' group."
 
 
-def gateway_gid() -> int | None:
+def gateway_gid(group: str = GROUP) -> int | None:
     try:
-        return grp.getgrnam(GROUP).gr_gid
+        return grp.getgrnam(group).gr_gid
     except KeyError:
         return None
 
@@ -90,11 +91,12 @@ def _peer_groups(pid: int, sock: socket.socket | None = None) -> set[int]:
     return set()
 
 
-def peer_allowed(sock: socket.socket) -> bool:
+def peer_allowed(sock: socket.socket, group: str = GROUP) -> bool:
+    """Root, the service's own user, or a member of ``group``."""
     pid, uid, gid = peer_credentials(sock)
     if uid in (0, os.geteuid()):
         return True
-    ggid = gateway_gid()
+    ggid = gateway_gid(group)
     return ggid is not None and (gid == ggid or ggid in _peer_groups(pid, sock))
 
 
@@ -139,8 +141,10 @@ class JsonLineServer:
         path: Path,
         methods: dict[str, Handler],
         on_disconnect: Callable[[Connection], None] | None = None,
+        group: str = GROUP,
     ) -> None:
         self.path = Path(path)
+        self.group = group  # who besides root and the service's user may connect
         self.methods = methods
         self.on_disconnect = on_disconnect
         self._server: asyncio.Server | None = None
@@ -153,7 +157,7 @@ class JsonLineServer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a stale socket from a crashed run
-        ggid = gateway_gid()
+        ggid = gateway_gid(self.group)
         old_umask = os.umask(0o117 if ggid is not None else 0o177)
         try:
             self._server = await asyncio.start_unix_server(
@@ -175,9 +179,13 @@ class JsonLineServer:
         conn = Connection(reader, writer)
         sock = writer.get_extra_info("socket")
         try:
-            if sock is not None and not peer_allowed(sock):
+            if sock is not None and not peer_allowed(sock, self.group):
                 self.refused += 1
-                conn.send({"id": None, "error": AccessDenied("access denied").to_dict()})
+                denied = AccessDenied(
+                    "access denied",
+                    hint=f"Run as root or as a member of the '{self.group}' group.",
+                )
+                conn.send({"id": None, "error": denied.to_dict()})
                 await conn.drain()
                 return
             self.connections.add(conn)

@@ -302,7 +302,7 @@ async def test_binding_hijack_from_another_account_is_refused(system: Stack) -> 
             await bob.call("sessions/bind", {"token": state["bob"]["token"], **stolen})
         assert e.value.reason == "BIND_REJECTED"
         # Bob cannot claim Alice's gateway either.
-        factory = json.loads((s.state_dir / "cbsb-factory.json").read_text())
+        factory = json.loads((s.factory_dir / "cbsb-factory.json").read_text())
         with pytest.raises(CloudApiError) as e:
             await bob.call("gateways/claim", {"token": state["bob"]["token"],
                                               "claim_code": factory["claim_code"]})  # fmt: skip

@@ -401,7 +401,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to change 
 async def test_without_gateway_group_only_the_same_user(
     sockdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jsonline, "gateway_gid", lambda: None)
+    monkeypatch.setattr(jsonline, "gateway_gid", lambda group=jsonline.GROUP: None)
     fx = Fixture(sockdir / "priv.sock")
     await fx.server.start()
     try:
@@ -426,7 +426,7 @@ async def test_without_gateway_group_only_the_same_user(
 async def test_gateway_group_members_are_allowed(
     sockdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jsonline, "gateway_gid", lambda: OTHER_GID)
+    monkeypatch.setattr(jsonline, "gateway_gid", lambda group=jsonline.GROUP: OTHER_GID)
     fx = Fixture(sockdir / "group.sock")
     await fx.server.start()
     try:
@@ -445,6 +445,30 @@ async def test_gateway_group_members_are_allowed(
         res = await as_user(fx.path, NOBODY, NOBODY, [])
         assert res.get("reply", {}).get("error", {}).get("code") == "CTL003", res
         assert "gateway" in res["reply"]["error"]["hint"]
+    finally:
+        await fx.server.close()
+
+
+@needs_root
+async def test_the_radio_socket_admits_its_own_group_not_the_admin_group(
+    sockdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two groups: 'gateway' administers (gwctl, control sockets), 'gateway-radio' owns the radio
+    and its socket. A member of the administration group alone cannot use the radio socket."""
+    admin_gid, radio_gid = OTHER_GID, OTHER_GID + 1
+    gids = {jsonline.GROUP: admin_gid, jsonline.RADIO_GROUP: radio_gid}
+    monkeypatch.setattr(jsonline, "gateway_gid", lambda group=jsonline.GROUP: gids[group])
+    fx = Fixture(sockdir / "radio.sock")
+    fx.server = JsonLineServer(fx.path, fx.server.methods, group=jsonline.RADIO_GROUP)
+    await fx.server.start()
+    try:
+        assert fx.path.stat().st_gid == radio_gid
+        res = await as_user(fx.path, NOBODY, NOBODY, [radio_gid])
+        assert res["reply"] == {"v": 1, "id": 1, "result": {"from": NOBODY}}, res
+        fx.path.chmod(0o666)  # past the file mode, the peer check decides
+        res = await as_user(fx.path, NOBODY, NOBODY, [admin_gid])
+        assert res.get("reply", {}).get("error", {}).get("code") == "CTL003", res
+        assert "gateway-radio" in res["reply"]["error"]["hint"]
     finally:
         await fx.server.close()
 
