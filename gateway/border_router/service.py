@@ -1,7 +1,7 @@
 """The border router service: the gateway's Thread side -- Leader for commissioning, Joiner Router
 on its own radio, Border Agent on the WLAN, and the native commissioner a technician can run.
 
-It is a thin asyncio shell around :class:`gateway.thread.core.BorderRouterCore` (sans-IO):
+It is a thin asyncio shell around :class:`gateway.thread.commissioning.core.BorderRouterCore` (sans-IO):
 
 * the radio: two subscriptions on the radio service (unsecured data frames whose first payload
   byte is a 6LoWPAN dispatch -- CBSB's NALP frames stay with the group owner -- and secured data
@@ -40,16 +40,16 @@ from gateway.runtime.network import load_network, load_or_create_network
 from gateway.runtime.service import Service, run_service
 from gateway.runtime.state import atomic_write
 from gateway.runtime.uplink import Uplink
-from gateway.thread.commissioner import (
+from gateway.thread.commissioning.commissioner import (
     CommissionerState,
     JoinerEvent,
     RateLimit,
     StateChanged,
 )
-from gateway.thread.core import BorderRouterCore, OutFrame
-from gateway.thread.dnssd import instance_name, meshcop_txt, state_bitmap
+from gateway.thread.commissioning.core import BorderRouterCore, OutFrame
+from gateway.thread.commissioning.dnssd import instance_name, meshcop_txt, state_bitmap
+from gateway.thread.commissioning.leader import KEEP_ALIVE_TIMEOUT
 from gateway.thread.errors import CommissionerNotActive, CommissioningError
-from gateway.thread.leader import KEEP_ALIVE_TIMEOUT
 from gateway.thread.link import SECURITY_LEVEL, LinkSecurity
 from gateway.wire.dataset import ActiveDataset
 from gateway.wire.mac802154 import ExtAddress, MacFrame

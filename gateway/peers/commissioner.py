@@ -41,7 +41,7 @@ from typing import Any
 from gateway.crypto.dtls import DtlsAuthenticationError, DtlsConfig, DtlsTimeoutError
 from gateway.crypto.thread_keys import pskc as derive_pskc
 from gateway.errors import GatewayError, InvalidArgument
-from gateway.thread.commissioner import (
+from gateway.thread.commissioning.commissioner import (
     Commissioner,
     CommissionerState,
     JoinerEvent,
@@ -49,13 +49,17 @@ from gateway.thread.commissioner import (
     StateChanged,
     SteeringUpdated,
 )
+from gateway.thread.commissioning.ext_commissioner import (
+    BorderAgentLinkState,
+    ExternalCommissioner,
+    LinkEvent,
+)
 from gateway.thread.errors import (
     AnotherCommissionerActive,
     CommissioningError,
     KeepAliveTimeout,
     PetitionRejected,
 )
-from gateway.thread.ext_commissioner import BorderAgentLinkState, ExternalCommissioner, LinkEvent
 
 __all__ = [
     "BorderAgentUnreachable",

@@ -8,7 +8,7 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.thread.discovery import discovery_request_packet
+from gateway.thread.commissioning.discovery import discovery_request_packet
 from gateway.thread.link import TagAllocator, encode_datagram, link_local
 from gateway.thread.policy import PolicerConfig, TokenBucket, UnsecuredPolicer, Verdict
 from gateway.wire.ipv6 import Ipv6Packet

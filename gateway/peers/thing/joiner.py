@@ -3,7 +3,7 @@ joining code (PSKd) and ends up holding the network credentials.
 
     python -m gateway.peers.thing join --radio URL --pskd PSKD [--eui64 HEX] [--out FILE]
 
-It drives :class:`gateway.thread.joiner.Joiner` (sans-IO) on a radio opened directly with
+It drives :class:`gateway.thread.commissioning.joiner.Joiner` (sans-IO) on a radio opened directly with
 :func:`drivers.radio.open_radio` -- not through a radio service: MLE discovery across channels,
 DTLS EC-JPAKE through the joiner router, JOIN_FIN, JOIN_ENT. It prints each step; the
 credentials are printed redacted and, with ``--out``, written as JSON (mode 0600) holding the
@@ -26,8 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from drivers.errors import GatewayError
+from gateway.thread.commissioning.joiner import (
+    Joiner,
+    JoinerCredentials,
+    Transmit,
+    Tune,
+    VendorInfo,
+)
 from gateway.thread.errors import JoinerNotFound, JoinerSecurityFailure, JoinerTimeout
-from gateway.thread.joiner import Joiner, JoinerCredentials, Transmit, Tune, VendorInfo
 
 __all__ = ["JoinResult", "join", "main", "parse_channels"]
 
