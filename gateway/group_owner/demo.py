@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.group_owner.steps import STEPS
+from gateway.wire.cbsb_steps import STEPS
 
 THING_NODES = (20, 21, 22)
 

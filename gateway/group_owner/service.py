@@ -18,11 +18,9 @@ from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.group_owner.bootstrap import Bootstrapper, RadioParams
-from gateway.group_owner.cloudapi import CloudApiError, CloudUnreachable, format_claim_code
 from gateway.group_owner.cloudlink import CloudLink
 from gateway.group_owner.identity import Pairing
 from gateway.group_owner.lannotify import LanNotifier
-from gateway.group_owner.steps import STATUS_STEP, STEPS, describe
 from gateway.radio.client import RadioClient, RxEvent
 from gateway.runtime.jsonline import Connection, Handler
 from gateway.runtime.logs import register_secret
@@ -31,6 +29,8 @@ from gateway.runtime.service import Service, run_service
 from gateway.runtime.uplink import Uplink
 from gateway.wire.cbsb import STATUS_HINTS, BeaconFlags, Delivery, Status
 from gateway.wire.cbsb_session import EnrolleeFound, JoinCompleted, JoinGrant
+from gateway.wire.cbsb_steps import STATUS_STEP, STEPS, describe
+from gateway.wire.cloudapi import CloudApiError, CloudUnreachable, format_claim_code
 from gateway.wire.dataset import ActiveDataset
 
 LOG = logging.getLogger(__name__)

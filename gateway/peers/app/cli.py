@@ -18,17 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import CryptoError, GatewayError, ParseError
-from gateway.group_owner import notice
-from gateway.group_owner.cloudapi import (
+from gateway.runtime.coap_tls import CoapJsonClient, client_tls_context
+from gateway.wire import cbsb_notice as notice
+from gateway.wire.cbsb_steps import STEPS, describe
+from gateway.wire.cloudapi import (
     BadClaimCode,
     CloudApiError,
     CloudUnreachable,
-    CoapJsonClient,
-    client_tls_context,
     normalize_claim_code,
     parse_thing_qr,
 )
-from gateway.group_owner.steps import STEPS, describe
 
 DEFAULT_STATE = Path(os.environ.get("CBSB_APP_STATE", "~/.config/cbsb-app")).expanduser()
 DEFAULT_LISTEN = "127.0.0.1:5683"

@@ -96,14 +96,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _enrol_device(store: object, args: argparse.Namespace) -> int:
-    from gateway.group_owner.cloudapi import (
-        claim_digest,
-        format_claim_code,
-        new_claim_code,
-        thing_qr,
-    )
     from gateway.peers.cloud.store import CloudStore
     from gateway.runtime.state import atomic_write
+    from gateway.wire.cloudapi import claim_digest, format_claim_code, new_claim_code, thing_qr
 
     assert isinstance(store, CloudStore)
     if args.dev_id:
@@ -129,10 +124,14 @@ def _enrol_device(store: object, args: argparse.Namespace) -> int:
 
 
 def _enrol_gateway(store: object, args: argparse.Namespace) -> int:
-    from gateway.group_owner.cloudapi import claim_digest, format_claim_code, new_claim_code
-    from gateway.group_owner.identity import FACTORY_FORMAT
     from gateway.peers.cloud.store import CloudStore
     from gateway.runtime.state import atomic_write
+    from gateway.wire.cloudapi import (
+        FACTORY_FORMAT,
+        claim_digest,
+        format_claim_code,
+        new_claim_code,
+    )
 
     assert isinstance(store, CloudStore)
     serial = args.serial or f"GW-{secrets.token_hex(4).upper()}"

@@ -34,6 +34,7 @@ from typing import Any
 
 from gateway.errors import GatewayError, ParseError
 from gateway.wire.cbsb import STATUS_HINTS, Beacon, MsgType, Status, peek_type
+from gateway.wire.cbsb_mac import cbsb_mac_frame, parse_cbsb_mac
 from gateway.wire.cbsb_session import (
     Committed,
     Output,
@@ -108,7 +109,6 @@ async def run_thing(
     shuffle: bool = True,
 ) -> ThingResult:
     """Bootstrap one thing on an opened radio (``drivers.radio.Radio``)."""
-    from gateway.group_owner.bootstrap import cbsb_mac_frame, parse_cbsb_mac
 
     loop = asyncio.get_running_loop()
     rand = random.Random(int.from_bytes(os.urandom(8), "big"))
