@@ -269,7 +269,7 @@ class BorderRouterService(Service):
         )
 
     async def _publish_mdns(self) -> None:
-        from gateway.border_router.mdns import MeshcopPublisher
+        from gateway.runtime.mdns import MeshcopPublisher
 
         assert self.ext_addr is not None and self.ba_port is not None
         if self._publisher is None:

@@ -356,7 +356,7 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 async def _discover(args: argparse.Namespace, say: Callable[[str], None]) -> tuple[str, int, Any]:
-    from gateway.border_router.mdns import browse_border_agents
+    from gateway.runtime.mdns import browse_border_agents
 
     say(f"looking for border agents (_meshcop._udp) on {args.uplink} for {args.browse:.0f} s")
     found = await browse_border_agents(args.browse, args.uplink)

@@ -1,5 +1,6 @@
 """DNS-SD for the Border Agent through ``zeroconf``: publish ``_meshcop._udp`` (the border
-router) and browse for it (the external commissioner).
+router service) and browse for it (the external commissioner peer, the demo). Both import it from
+here, so neither imports the other.
 
 Interfaces: ``uplink = "auto"`` (the default of ``[network] uplink``) publishes on every
 interface; an interface name restricts publication to that interface's addresses (``lo`` is
