@@ -1,6 +1,7 @@
-"""What every gwctl command shares: the --json option, the exit-code table, running a command's
-coroutine with clean Ctrl-C/SIGTERM handling, and turning typed errors into a message a
-technician can act on (or one JSON document) and the exit code of DESIGN §8."""
+"""What every command line shares (gwctl, the services' and the peers' ``python -m``): the --json
+option, the exit-code table, running a command's coroutine with clean Ctrl-C/SIGTERM handling,
+and turning typed errors into a message a technician can act on (or one JSON document) and the
+exit code of DESIGN §8."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from drivers.errors import GatewayError
-from gateway.admin import output
+from gateway.cli import output
 
 T = TypeVar("T")
 
@@ -26,59 +27,13 @@ Exit codes:
   3 no such device     8 service not running or unreachable
   4 permission denied  9 bad configuration or state"""
 
-SERVICES_STOP_HINT = (
-    "Stop the services first: systemctl stop gateway-group-owner gateway-border-router "
-    "gateway-radio"
-)
-
-
-# ----------------------------------------------------------------------------- errors of gwctl
-
-
-class ServicesRunning(GatewayError):
-    """A command that rewrites the gateway's state refuses to run under live services."""
-
-    code = "ADM001"
-    exit_code = 1
-    default_hint = SERVICES_STOP_HINT
+# ----------------------------------------------------------------------------- errors
 
 
 class NotConfirmed(GatewayError):
     code = "ADM002"
     exit_code = 1
     default_hint = "Confirm interactively, or pass --yes."
-
-
-class BackupError(GatewayError):
-    """A backup file that cannot be restored (another format, a newer version, corrupt)."""
-
-    code = "ADM003"
-    exit_code = 9
-    default_hint = "Use a backup written by 'gwctl backup' of this or an older release."
-
-
-class JournalUnavailable(GatewayError):
-    code = "ADM004"
-    exit_code = 1
-    default_hint = (
-        "The services log to the systemd journal when systemd runs them. Started by hand, they "
-        "log to their own stderr: look at the terminal or file they were started with."
-    )
-
-
-class AdminPermissionDenied(GatewayError):
-    code = "ADM005"
-    exit_code = 4
-    default_hint = "Run gwctl as root (sudo) or as a member of the 'gateway' group."
-
-
-class ChannelInUse(GatewayError):
-    code = "ADM006"
-    exit_code = 1
-    default_hint = (
-        "The running radio service serves the gateway's network on its channel. Use that channel, "
-        "or stop the services and open the radio directly with --radio URL."
-    )
 
 
 # ----------------------------------------------------------------------------- click helpers
