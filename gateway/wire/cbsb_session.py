@@ -53,6 +53,7 @@ from gateway.crypto.cbsb_keys import (
     x25519_shared,
 )
 from gateway.errors import CryptoError, ParseError
+from gateway.ratelimit import TokenBucket
 from gateway.wire.cbsb import (
     MAX_UNICAST_PAYLOAD,
     SUPPORTED_VERSIONS,
@@ -114,7 +115,6 @@ __all__ = [
     "ThingJoin",
     "ThingState",
     "ThingTimers",
-    "TokenBucket",
     "build_abort",
     "build_ack",
     "build_beacon",
@@ -480,27 +480,6 @@ Output: TypeAlias = (
     | ThingFailed
     | Progress
 )
-
-
-class TokenBucket:
-    """A token bucket on an explicit clock: ``rate`` tokens per second, at most ``burst``."""
-
-    __slots__ = ("_last", "_tokens", "burst", "rate")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._last = now
-
-    def take(self, now: float, n: float = 1.0) -> bool:
-        if now > self._last:
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-        if self._tokens >= n:
-            self._tokens -= n
-            return True
-        return False
 
 
 # =============================================================================================

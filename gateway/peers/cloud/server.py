@@ -27,10 +27,11 @@ from gateway.crypto.cbsb_keys import bind_proof, ct_equal, derive_k_bind, derive
 from gateway.errors import ParseError
 from gateway.peers.cloud import pki
 from gateway.peers.cloud.store import CloudStore, token_digest
+from gateway.ratelimit import TokenBucket
 from gateway.runtime.coap_tls import server_tls_context
 from gateway.wire import cloudapi
 from gateway.wire.cbsb import Beacon, BeaconFlags, JoinRequest, Status
-from gateway.wire.cbsb_session import TokenBucket, verify_join_request
+from gateway.wire.cbsb_session import verify_join_request
 from gateway.wire.cbsb_steps import STATUS_STEP, status_by_name
 from gateway.wire.cloudapi import (
     BadClaimCode,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.errors import GatewayError
+from gateway.runtime.state import atomic_write
 from gateway.thread.commissioning.joiner import (
     Joiner,
     JoinerCredentials,
@@ -156,16 +156,7 @@ def write_credentials(path: Path, creds: JoinerCredentials) -> None:
         "joiner_router": creds.router.hex(),
         "joined_at": time.time(),
     }
-    data = (json.dumps(body, indent=2) + "\n").encode()
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(body, indent=2) + "\n").encode(), mode=0o600)
 
 
 def main(argv: list[str] | None = None) -> int:
