@@ -23,18 +23,15 @@ from typing import Any, Protocol
 from gateway.errors import GatewayError
 from gateway.radio.client import RadioClient, RxEvent
 from gateway.wire.cbsb import BeaconFlags, MsgType, Status, peek_type
+from gateway.wire.cbsb_gateway import GatewayConfig, GatewaySession, JoinGrant, SessionState
 from gateway.wire.cbsb_mac import cbsb_mac_frame, parse_cbsb_mac
 from gateway.wire.cbsb_session import (
     EnrolleeFound,
-    GatewayConfig,
-    GatewaySession,
     JoinCompleted,
-    JoinGrant,
     Output,
     Report,
     Send,
     SessionEnded,
-    SessionState,
 )
 
 LOG = logging.getLogger(__name__)

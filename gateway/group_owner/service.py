@@ -28,7 +28,8 @@ from gateway.runtime.network import load_or_create_network
 from gateway.runtime.service import Service, run_service
 from gateway.runtime.uplink import Uplink
 from gateway.wire.cbsb import STATUS_HINTS, BeaconFlags, Delivery, Status
-from gateway.wire.cbsb_session import EnrolleeFound, JoinCompleted, JoinGrant
+from gateway.wire.cbsb_gateway import JoinGrant
+from gateway.wire.cbsb_session import EnrolleeFound, JoinCompleted
 from gateway.wire.cbsb_steps import STATUS_STEP, STEPS, describe
 from gateway.wire.cloudapi import CloudApiError, CloudUnreachable, format_claim_code
 from gateway.wire.dataset import ActiveDataset

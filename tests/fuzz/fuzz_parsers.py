@@ -98,17 +98,10 @@ from gateway.wire.cbsb import (
     parse_frame,
     peek_type,
 )
+from gateway.wire.cbsb_gateway import GatewayConfig, GatewaySession, JoinGrant
 from gateway.wire.cbsb_mac import cbsb_mac_frame, parse_cbsb_mac
-from gateway.wire.cbsb_session import (
-    GatewayConfig,
-    GatewaySession,
-    JoinGrant,
-    Output,
-    Send,
-    ThingIdentity,
-    ThingJoin,
-    ThingState,
-)
+from gateway.wire.cbsb_session import Output, Send
+from gateway.wire.cbsb_thing import ThingIdentity, ThingJoin, ThingState
 from gateway.wire.ccm_star import ccm_star_decrypt, ccm_star_encrypt
 from gateway.wire.coap import MessageType, TmfMessage, TmfUri, tmf_request, tmf_response
 from gateway.wire.dataset import ActiveDataset, CommissionerDataset, PendingDataset
@@ -1685,7 +1678,7 @@ TARGETS: dict[str, Target] = {
             NOTHING,
             lambda: [_cbsb_replay_input(CBSB_THING)],
             1200,
-            "cbsb_session.GatewaySession.handle_frame",
+            "cbsb_gateway.GatewaySession.handle_frame",
             "cbsb_session.verify_join_request",
             "cbsb_session.open_ack",
             "cbsb_session.open_confirm",
@@ -1715,7 +1708,7 @@ TARGETS: dict[str, Target] = {
             NOTHING,
             lambda: [_cbsb_replay_input(CBSB_GW)],
             1200,
-            "cbsb_session.ThingJoin.handle_frame",
+            "cbsb_thing.ThingJoin.handle_frame",
             "cbsb_session.verify_beacon_tag",
             "cbsb_session.open_response",
             "cbsb_session.open_chunk",

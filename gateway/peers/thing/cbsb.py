@@ -5,7 +5,7 @@ the gateway's group owner (draft steps 5-8).
 
 It waits for its bootstrap-mode trigger (at once by default; ``--wait-trigger``: SIGUSR1, like a
 pairing button), scans the channels with Beacon Requests (or only listens with ``--passive``),
-joins the first acceptable gateway with :class:`~gateway.wire.cbsb_session.ThingJoin`, commits
+joins the first acceptable gateway with :class:`~gateway.wire.cbsb_thing.ThingJoin`, commits
 only on the final message (M4) and then writes the delivered credentials to ``--out`` (mode 0600,
 atomically). A gateway that fails it (no answer, responses that do not verify, an authenticated
 abort, the fail-safe) is blacklisted for this run and the scan goes on; staged credentials are
@@ -35,17 +35,8 @@ from typing import Any
 from gateway.errors import GatewayError, ParseError
 from gateway.wire.cbsb import STATUS_HINTS, Beacon, MsgType, Status, peek_type
 from gateway.wire.cbsb_mac import cbsb_mac_frame, parse_cbsb_mac
-from gateway.wire.cbsb_session import (
-    Committed,
-    Output,
-    Progress,
-    Send,
-    SetChannel,
-    ThingFailed,
-    ThingIdentity,
-    ThingJoin,
-    ThingTimers,
-)
+from gateway.wire.cbsb_session import Committed, Output, Progress, Send, SetChannel, ThingFailed
+from gateway.wire.cbsb_thing import ThingIdentity, ThingJoin, ThingTimers
 
 EXIT_OK = 0
 EXIT_FAILED = 1
