@@ -39,7 +39,7 @@ from gateway.runtime.jsonline import Connection, Handler
 from gateway.runtime.network import load_network, load_or_create_network
 from gateway.runtime.service import Service, run_service
 from gateway.runtime.state import atomic_write
-from gateway.runtime.uplink import Uplink
+from gateway.runtime.uplink import Uplink, UplinkChange, follow_uplink
 from gateway.thread.commissioning.commissioner import (
     CommissionerState,
     JoinerEvent,
@@ -205,29 +205,23 @@ class BorderRouterService(Service):
         """Follow the WLAN/LAN uplink: the DNS-SD advertisement moves with its addresses and is
         withdrawn while it is unusable. The border agent socket listens on the wildcard address,
         so it keeps answering on new addresses without being re-opened."""
-        uplink = Uplink(self.settings.network.uplink)
-        try:
-            await uplink.start()
-        except GatewayError as exc:
-            LOG.warning(
-                "not following the uplink (%s); DNS-SD stays on the addresses at start", exc
-            )
-            return
-        self.uplink = uplink
-        self.spawn(self._follow_uplink(uplink), "uplink")
+        self.uplink = await follow_uplink(
+            self.settings.network.uplink,
+            self._on_uplink_change,
+            self.spawn,
+            without="DNS-SD stays on the addresses at start",
+        )
 
-    async def _follow_uplink(self, uplink: Uplink) -> None:
-        with uplink.changes() as changes:
-            async for change in changes:
-                if not self.settings.border_router.advertise_mdns:
-                    continue
-                if not (change.rebind or "link" in change.changed):
-                    continue
-                LOG.info("uplink %s changed (%s): moving the DNS-SD advertisement",
-                         change.new.ifname, ", ".join(sorted(change.changed)))  # fmt: skip
-                await self._withdraw_mdns()
-                if change.new.usable:
-                    await self._publish_mdns()
+    async def _on_uplink_change(self, change: UplinkChange) -> None:
+        if not self.settings.border_router.advertise_mdns:
+            return
+        if not (change.rebind or "link" in change.changed):
+            return
+        LOG.info("uplink %s changed (%s): moving the DNS-SD advertisement",
+                 change.new.ifname, ", ".join(sorted(change.changed)))  # fmt: skip
+        await self._withdraw_mdns()
+        if change.new.usable:
+            await self._publish_mdns()
 
     async def _withdraw_mdns(self) -> None:
         publisher, self._publisher = self._publisher, None
