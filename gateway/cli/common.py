@@ -121,3 +121,37 @@ def confirm(prompt: str, word: str | None, yes: bool) -> None:
         if not sys.stdin.isatty():
             sys.stderr.write("\n")  # the answer was not echoed: end the prompt's line
     raise NotConfirmed("not confirmed; nothing was changed")
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def invoke(command: click.Command, argv: list[str] | None, prog: str) -> int:
+    """Run a click command as a function (the peers' ``main(argv) -> int``): its callback's
+    return value as the exit code; 0 after ``--help``; 2 and the message on stderr for a usage
+    error; 1 on Ctrl-C."""
+    try:
+        rv = command.main(args=argv, prog_name=prog, standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        return 1
+    return rv if isinstance(rv, int) else 0
+
+
+def option_value(
+    convert: Callable[[str], T],
+) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click option callback that converts the text with ``convert`` (None stays None); its
+    ValueError becomes a usage error that names the option."""
+
+    def callback(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value is None or not isinstance(value, str):
+            return value
+        try:
+            return convert(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return callback
