@@ -318,7 +318,7 @@ def test_unknown_argument_is_a_usage_error(inst: Install) -> None:
     for proc in runs.values():
         _out, err = proc.communicate(timeout=30)
         assert proc.returncode == 2  # DESIGN §8: usage
-        assert "No such option: --frobnicate" in err
+        assert "No such option '--frobnicate'" in err
     assert not inst.state_dir.exists()
 
 
