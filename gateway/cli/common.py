@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -155,3 +157,24 @@ def option_value(
             raise click.BadParameter(str(exc)) from None
 
     return callback
+
+
+def namespace_command(
+    group: click.Group, name: str, help_: str, dispatch: Callable[[SimpleNamespace], int]
+) -> Callable[[Callable[..., Any]], click.Command]:
+    """Decorate an empty function carrying click options into the subcommand ``name`` of
+    ``group`` that hands ``dispatch`` one namespace: ``cmd`` (its name), the group's options (from
+    ``ctx.obj``, a dict, when the group sets one) and its own (an option spelt ``json_`` as
+    ``json``). For command lines whose handlers take an argparse-like namespace."""
+
+    def wrap(f: Callable[..., Any]) -> click.Command:
+        def run(**opts: Any) -> int:
+            parent = click.get_current_context().obj
+            merged = {**(parent if isinstance(parent, dict) else {}), **opts}
+            if "json_" in merged:
+                merged["json"] = merged.pop("json_")
+            return dispatch(SimpleNamespace(cmd=name, **merged))
+
+        return group.command(name, help=help_)(functools.wraps(f)(run))
+
+    return wrap
