@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from drivers.errors import ConfigError, StateError
 from gateway import __version__
-from gateway.admin.common import AdminPermissionDenied, BackupError
+from gateway.admin.errors import AdminPermissionDenied, BackupError
 from gateway.runtime.paths import Paths
 from gateway.runtime.state import FrameCounterStore, JsonState, atomic_write, fsync_dir
 

@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from drivers.errors import InvalidArgument
-from gateway.admin import output
-from gateway.admin.common import EXIT_CODES_HELP, confirm, guard, json_option, run, yes_option
+from gateway.cli import output
+from gateway.cli.common import EXIT_CODES_HELP, confirm, guard, json_option, run, yes_option
 from gateway.runtime.paths import Paths
 
 KEEP_SAFE_WARNING = (
@@ -121,7 +121,7 @@ def restore(
         try:
             data = file.read_bytes()
         except PermissionError:
-            from gateway.admin.common import AdminPermissionDenied
+            from gateway.admin.errors import AdminPermissionDenied
 
             raise AdminPermissionDenied(f"no permission to read {file}") from None
         if not is_encrypted(data):

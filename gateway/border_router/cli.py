@@ -26,8 +26,8 @@ from typing import Any
 import click
 
 from drivers.errors import GatewayError, InvalidArgument, ServiceUnavailable, StateError
-from gateway.admin import output
-from gateway.admin.common import fail, json_option, run
+from gateway.cli import output
+from gateway.cli.common import fail, json_option, run
 from gateway.errors import ParseError
 from gateway.runtime.paths import Paths
 
@@ -38,7 +38,7 @@ SERVICE = "border-router"
 
 async def _call(method: str, timeout: float = 10.0, **params: Any) -> Any:
     import gateway.thread.errors  # noqa: F401  (registers the THR codes for error_class)
-    from gateway.admin.services import call
+    from gateway.cli.control import call
 
     paths = Paths.from_env()
     if not paths.control_socket(SERVICE).exists():
@@ -270,7 +270,7 @@ def dataset_show(as_hex: bool, secrets: bool, as_json: bool) -> None:
 @json_option
 def dataset_set(hexdata: str, yes: bool, as_json: bool) -> None:
     """Replace the active dataset with HEXDATA (OpenThread's ``dataset active -x`` form)."""
-    from gateway.admin.common import confirm
+    from gateway.cli.common import confirm
     from gateway.runtime.network import load_network, save_network
     from gateway.wire.dataset import ActiveDataset
 

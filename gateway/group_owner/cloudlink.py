@@ -20,14 +20,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.group_owner.cloudapi import (
-    CloudApiError,
-    CloudUnreachable,
-    CoapJsonClient,
-    client_tls_context,
-    registration_mac,
-)
 from gateway.group_owner.identity import Factory, Identity, factory_path, load_factory
+from gateway.runtime.coap_tls import CoapJsonClient, client_tls_context
+from gateway.wire.cloudapi import CloudApiError, CloudUnreachable, registration_mac
 
 LOG = logging.getLogger(__name__)
 

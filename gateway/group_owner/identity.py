@@ -30,8 +30,8 @@ from cryptography.x509.oid import NameOID
 from gateway.errors import StateError
 from gateway.runtime.logs import register_secret
 from gateway.runtime.state import JsonState, atomic_write
+from gateway.wire.cloudapi import FACTORY_FORMAT
 
-FACTORY_FORMAT = "cbsb-gateway-factory"
 FACTORY_FILE = "cbsb-factory.json"
 KEY_FILE = "group-owner-key.pem"
 CERT_FILE = "group-owner-cert.pem"

@@ -18,19 +18,20 @@ from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.group_owner.bootstrap import Bootstrapper, RadioParams
-from gateway.group_owner.cloudapi import CloudApiError, CloudUnreachable, format_claim_code
 from gateway.group_owner.cloudlink import CloudLink
 from gateway.group_owner.identity import Pairing
 from gateway.group_owner.lannotify import LanNotifier
-from gateway.group_owner.steps import STATUS_STEP, STEPS, describe
 from gateway.radio.client import RadioClient, RxEvent
 from gateway.runtime.jsonline import Connection, Handler
 from gateway.runtime.logs import register_secret
 from gateway.runtime.network import load_or_create_network
 from gateway.runtime.service import Service, run_service
-from gateway.runtime.uplink import Uplink
+from gateway.runtime.uplink import Uplink, UplinkChange, follow_uplink
 from gateway.wire.cbsb import STATUS_HINTS, BeaconFlags, Delivery, Status
-from gateway.wire.cbsb_session import EnrolleeFound, JoinCompleted, JoinGrant
+from gateway.wire.cbsb_gateway import JoinGrant
+from gateway.wire.cbsb_session import EnrolleeFound, JoinCompleted
+from gateway.wire.cbsb_steps import STATUS_STEP, STEPS, describe
+from gateway.wire.cloudapi import CloudApiError, CloudUnreachable, format_claim_code
 from gateway.wire.dataset import ActiveDataset
 
 LOG = logging.getLogger(__name__)
@@ -91,22 +92,18 @@ class GroupOwnerService(Service):
     async def _start_uplink(self) -> None:
         """Follow the uplink: the cloud link reconnects as soon as the network comes back or
         moves, without waiting for a dead connection to time out."""
-        uplink = Uplink(self.settings.network.uplink)
-        try:
-            await uplink.start()
-        except GatewayError as exc:
-            LOG.warning("not following the uplink (%s); the cloud link relies on its timeouts", exc)
-            return
-        self.uplink = uplink
-        self.spawn(self._follow_uplink(uplink), "uplink")
+        self.uplink = await follow_uplink(
+            self.settings.network.uplink,
+            self._on_uplink_change,
+            self.spawn,
+            without="the cloud link relies on its timeouts",
+        )
 
-    async def _follow_uplink(self, uplink: Uplink) -> None:
-        with uplink.changes() as changes:
-            async for change in changes:
-                if change.reconnect and self.cloud is not None:
-                    LOG.info("uplink %s changed (%s): reconnecting to the cloud",
-                             change.new.ifname, ", ".join(sorted(change.changed)))  # fmt: skip
-                    self.cloud.reconnect("the uplink changed")
+    async def _on_uplink_change(self, change: UplinkChange) -> None:
+        if change.reconnect and self.cloud is not None:
+            LOG.info("uplink %s changed (%s): reconnecting to the cloud",
+                     change.new.ifname, ", ".join(sorted(change.changed)))  # fmt: skip
+            self.cloud.reconnect("the uplink changed")
 
     async def _cbsb_rx(self, queue: asyncio.Queue[RxEvent]) -> None:
         while True:

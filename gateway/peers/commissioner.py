@@ -27,7 +27,6 @@ border agent refused the PSKc.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ipaddress
@@ -36,12 +35,16 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
+import click
+
+from gateway.cli.common import invoke, option_value
 from gateway.crypto.dtls import DtlsAuthenticationError, DtlsConfig, DtlsTimeoutError
 from gateway.crypto.thread_keys import pskc as derive_pskc
 from gateway.errors import GatewayError, InvalidArgument
-from gateway.thread.commissioner import (
+from gateway.thread.commissioning.commissioner import (
     Commissioner,
     CommissionerState,
     JoinerEvent,
@@ -49,13 +52,17 @@ from gateway.thread.commissioner import (
     StateChanged,
     SteeringUpdated,
 )
+from gateway.thread.commissioning.ext_commissioner import (
+    BorderAgentLinkState,
+    ExternalCommissioner,
+    LinkEvent,
+)
 from gateway.thread.errors import (
     AnotherCommissionerActive,
     CommissioningError,
     KeepAliveTimeout,
     PetitionRejected,
 )
-from gateway.thread.ext_commissioner import BorderAgentLinkState, ExternalCommissioner, LinkEvent
 
 __all__ = [
     "BorderAgentUnreachable",
@@ -327,7 +334,7 @@ def parse_joiner(text: str) -> tuple[bytes | None, str]:
     """``EUI64=PSKD`` or ``*=PSKD``."""
     who, sep, pskd = text.partition("=")
     if not sep or not pskd:
-        raise argparse.ArgumentTypeError(f"{text!r}: use EUI64=PSKD or '*=PSKD'")
+        raise ValueError(f"{text!r}: use EUI64=PSKD or '*=PSKD'")
     if who.strip() == "*":
         return None, pskd
     try:
@@ -335,7 +342,7 @@ def parse_joiner(text: str) -> tuple[bytes | None, str]:
     except ValueError:
         eui = b""
     if len(eui) != 8:
-        raise argparse.ArgumentTypeError(f"{who!r} is not an EUI-64 (16 hex digits) or '*'")
+        raise ValueError(f"{who!r} is not an EUI-64 (16 hex digits) or '*'")
     return eui, pskd
 
 
@@ -346,13 +353,11 @@ def _host_port(text: str) -> tuple[str, int]:
         ipaddress.ip_address(host)
         return host, int(port)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: use HOST:PORT with a numeric address"
-        ) from None
+        raise ValueError(f"{text!r}: use HOST:PORT with a numeric address") from None
 
 
-async def _discover(args: argparse.Namespace, say: Callable[[str], None]) -> tuple[str, int, Any]:
-    from gateway.border_router.mdns import browse_border_agents
+async def _discover(args: SimpleNamespace, say: Callable[[str], None]) -> tuple[str, int, Any]:
+    from gateway.runtime.mdns import browse_border_agents
 
     say(f"looking for border agents (_meshcop._udp) on {args.uplink} for {args.browse:.0f} s")
     found = await browse_border_agents(args.browse, args.uplink)
@@ -371,7 +376,7 @@ async def _discover(args: argparse.Namespace, say: Callable[[str], None]) -> tup
     return host, rec.port, rec
 
 
-async def _amain(args: argparse.Namespace, joiners: list[tuple[bytes | None, str]]) -> int:
+async def _amain(args: SimpleNamespace, joiners: list[tuple[bytes | None, str]]) -> int:
     t0 = time.monotonic()
 
     def say(text: str) -> None:
@@ -432,47 +437,63 @@ async def _amain(args: argparse.Namespace, joiners: list[tuple[bytes | None, str
         await peer.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m gateway.peers.commissioner",
-        description="An external Thread commissioner: petitions a border agent and admits "
-        "joiners with their joining codes (PSKd).",
-    )
-    ap.add_argument("--border-agent", type=_host_port, metavar="HOST:PORT",
-                    help="the border agent (default: find it by DNS-SD)")  # fmt: skip
-    cred = ap.add_mutually_exclusive_group(required=True)
-    cred.add_argument("--pskc", help="the commissioning credential, 32 hex digits")
-    cred.add_argument("--passphrase", help="the network's commissioning passphrase")
-    ap.add_argument("--network-name", help="for --passphrase, and to choose a border agent")
-    ap.add_argument("--xpanid", help="extended PAN ID (16 hex digits), as --network-name")
-    ap.add_argument("--joiner", type=parse_joiner, action="append", default=[],
-                    metavar="EUI64=PSKD", help="admit a joiner ('*=PSKD': any joiner)")  # fmt: skip
-    ap.add_argument("--count", type=int, help="joins to wait for (default: one per --joiner)")
-    ap.add_argument("--duration", type=float, default=120.0, help="stop after this many seconds")
-    ap.add_argument("--joiner-timeout", type=float, default=120.0,
-                    help="how long joiner entries stay (s)")  # fmt: skip
-    ap.add_argument("--joiner-session-timeout", type=float, default=30.0,
-                    help="a joiner handshake must finish within this (s)")  # fmt: skip
-    ap.add_argument("--keep-alive", type=float, default=25.0, help="COMM_KA interval (s)")
-    ap.add_argument("--id", default="Gateway reference commissioner", help="Commissioner ID")
-    ap.add_argument("--uplink", default="auto", help="interface for DNS-SD (auto, lo, eth0...)")
-    ap.add_argument("--browse", type=float, default=3.0, help="DNS-SD browse time (s)")
-    ap.add_argument("--connect-timeout", type=float, default=20.0)
-    ap.add_argument("--stop-on-failure", action="store_true",
-                    help="end at the first failed joiner (its error decides the exit code)")  # fmt: skip
-    args = ap.parse_args(argv)
+def _joiners(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    try:
+        return [parse_joiner(v) for v in value]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command(
+    help="An external Thread commissioner: petitions a border agent and admits joiners with "
+    "their joining codes (PSKd).",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option("--border-agent", callback=option_value(_host_port), metavar="HOST:PORT",
+              help="the border agent (default: find it by DNS-SD)")  # fmt: skip
+@click.option("--pskc", help="the commissioning credential, 32 hex digits")
+@click.option("--passphrase", help="the network's commissioning passphrase")
+@click.option("--network-name", help="for --passphrase, and to choose a border agent")
+@click.option("--xpanid", help="extended PAN ID (16 hex digits), as --network-name")
+@click.option("--joiner", multiple=True, callback=_joiners, metavar="EUI64=PSKD",
+              help="admit a joiner ('*=PSKD': any joiner)")  # fmt: skip
+@click.option("--count", type=int, help="joins to wait for (default: one per --joiner)")
+@click.option("--duration", type=float, default=120.0, help="stop after this many seconds")
+@click.option("--joiner-timeout", type=float, default=120.0,
+              help="how long joiner entries stay (s)")  # fmt: skip
+@click.option("--joiner-session-timeout", type=float, default=30.0,
+              help="a joiner handshake must finish within this (s)")  # fmt: skip
+@click.option("--keep-alive", type=float, default=25.0, help="COMM_KA interval (s)")
+@click.option("--id", default="Gateway reference commissioner", help="Commissioner ID")
+@click.option("--uplink", default="auto", help="interface for DNS-SD (auto, lo, eth0...)")
+@click.option("--browse", type=float, default=3.0, help="DNS-SD browse time (s)")
+@click.option("--connect-timeout", type=float, default=20.0)
+@click.option("--stop-on-failure", is_flag=True,
+              help="end at the first failed joiner (its error decides the exit code)")  # fmt: skip
+def command(**opts: Any) -> int:
+    args = SimpleNamespace(**opts)
+    if (args.pskc is None) == (args.passphrase is None):
+        raise click.UsageError("give one of --pskc and --passphrase")
     if args.pskc is not None:
         try:
             if len(bytes.fromhex(args.pskc)) != 16:
                 raise ValueError
         except ValueError:
-            ap.error("--pskc must be 32 hex digits")
+            raise click.BadParameter("must be 32 hex digits", param_hint="--pskc") from None
     if args.xpanid is not None:
         try:
             if len(bytes.fromhex(args.xpanid)) != 8:
                 raise ValueError
         except ValueError:
-            ap.error("--xpanid must be 16 hex digits")
+            raise click.BadParameter("must be 16 hex digits", param_hint="--xpanid") from None
+    return _run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return invoke(command, argv, "python -m gateway.peers.commissioner")
+
+
+def _run(args: SimpleNamespace) -> int:
     try:
         return asyncio.run(_amain(args, args.joiner))
     except KeyboardInterrupt:

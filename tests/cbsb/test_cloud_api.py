@@ -14,21 +14,20 @@ from pathlib import Path
 import pytest
 
 from gateway.crypto import cbsb_keys as k
-from gateway.group_owner.cloudapi import (
-    CloudApiError,
-    CloudUnreachable,
-    CoapJsonClient,
-    client_tls_context,
-    new_claim_code,
-    registration_mac,
-    thing_qr,
-)
 from gateway.group_owner.identity import Identity
 from gateway.peers.cloud import pki
 from gateway.peers.cloud.server import CloudServer
 from gateway.peers.cloud.store import CloudStore
+from gateway.runtime.coap_tls import CoapJsonClient, client_tls_context
 from gateway.wire.cbsb import Beacon, BeaconFlags
 from gateway.wire.cbsb_session import build_beacon, build_join_request
+from gateway.wire.cloudapi import (
+    CloudApiError,
+    CloudUnreachable,
+    new_claim_code,
+    registration_mac,
+    thing_qr,
+)
 
 OFFSET = 262  # this module's port offset (CBSB tests use 200-299)
 PORT = 30000 + OFFSET
@@ -54,7 +53,7 @@ class Cloud:
                                                               (k_dev or b"")).hexdigest())[:7]  # fmt: skip
         k_dev = k_dev or bytes(range(32))
         code = new_claim_code()
-        from gateway.group_owner.cloudapi import claim_digest
+        from gateway.wire.cloudapi import claim_digest
 
         self.store.add_device(dev_id, k_dev, claim_digest(code), "test")
         return dev_id, k_dev, code
@@ -81,7 +80,7 @@ async def _gateway(
     code."""
     secret = bytes(range(32, 64))
     code = new_claim_code()
-    from gateway.group_owner.cloudapi import claim_digest
+    from gateway.wire.cloudapi import claim_digest
 
     cloud.store.add_gateway(serial, secret, claim_digest(code))
     ident = Identity(cloud.root / serial)

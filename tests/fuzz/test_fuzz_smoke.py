@@ -25,7 +25,7 @@ import gateway.crypto
 import gateway.wire
 from gateway.crypto.dtls import ApplicationData, DtlsState, HandshakeComplete
 from gateway.errors import ParseError
-from gateway.wire.cbsb_session import ThingState
+from gateway.wire.cbsb_thing import ThingState
 from tests.fuzz import fuzz_parsers as fp
 from tests.fuzz.conftest import FuzzBudget
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from drivers.fcs import append_fcs
 from gateway.crypto.thread_keys import mac_key_index, network_key_derivation
-from gateway.thread.commissioner import Commissioner
-from gateway.thread.core import BorderRouterCore
-from gateway.thread.ext_commissioner import ExternalCommissioner
-from gateway.thread.joiner import Joiner, Transmit, Tune
+from gateway.thread.commissioning.commissioner import Commissioner
+from gateway.thread.commissioning.core import BorderRouterCore
+from gateway.thread.commissioning.ext_commissioner import ExternalCommissioner
+from gateway.thread.commissioning.joiner import Joiner, Transmit, Tune
 from gateway.thread.link import LinkSecurity, secure_tx_frame
 from gateway.wire.dataset import ActiveDataset, new_active_dataset
 from gateway.wire.mac802154 import ExtAddress, MacFrame, ShortAddress

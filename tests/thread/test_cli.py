@@ -114,5 +114,5 @@ def test_help_prints_usage_and_exits_0(argv: list[str], tmp_path: Path) -> None:
              "GATEWAY_STATE_DIR": str(tmp_path / "nothing-here")},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("usage:")
+    assert proc.stdout.lower().startswith("usage:")
     assert not (tmp_path / "nothing-here").exists()  # no side effects

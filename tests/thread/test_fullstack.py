@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 
 from drivers.radio import open_radio
-from gateway.border_router.mdns import browse_border_agents
 from gateway.crypto.thread_keys import SteeringData, joiner_id
 from gateway.peers.commissioner import CommissionerPeer
 from gateway.peers.thing.joiner import join
-from gateway.thread.commissioner import RateLimit
+from gateway.runtime.mdns import browse_border_agents
+from gateway.thread.commissioning.commissioner import RateLimit
+from gateway.thread.commissioning.joiner import Joiner, JoinerState, Transmit, Tune
 from gateway.thread.errors import (
     AnotherCommissionerActive,
     JoinerVanished,
@@ -34,7 +35,6 @@ from gateway.thread.errors import (
     UnknownJoiner,
     WrongPskd,
 )
-from gateway.thread.joiner import Joiner, JoinerState, Transmit, Tune
 from tests.runtime.helpers import wait_until
 from tests.thread.stack import ThreadStack, run_joiner, thread_stack
 

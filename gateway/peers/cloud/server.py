@@ -25,8 +25,15 @@ from aiocoap.numbers.codes import Code
 
 from gateway.crypto.cbsb_keys import bind_proof, ct_equal, derive_k_bind, derive_psk_t
 from gateway.errors import ParseError
-from gateway.group_owner import cloudapi
-from gateway.group_owner.cloudapi import (
+from gateway.peers.cloud import pki
+from gateway.peers.cloud.store import CloudStore, token_digest
+from gateway.ratelimit import TokenBucket
+from gateway.runtime.coap_tls import server_tls_context
+from gateway.wire import cloudapi
+from gateway.wire.cbsb import Beacon, BeaconFlags, JoinRequest, Status
+from gateway.wire.cbsb_session import verify_join_request
+from gateway.wire.cbsb_steps import STATUS_STEP, status_by_name
+from gateway.wire.cloudapi import (
     BadClaimCode,
     claim_digest,
     decode_body,
@@ -35,15 +42,9 @@ from gateway.group_owner.cloudapi import (
     int_field,
     normalize_claim_code,
     parse_thing_qr,
-    peer_certificate,
     registration_mac,
     str_field,
 )
-from gateway.group_owner.steps import STATUS_STEP, status_by_name
-from gateway.peers.cloud import pki
-from gateway.peers.cloud.store import CloudStore, token_digest
-from gateway.wire.cbsb import Beacon, BeaconFlags, JoinRequest, Status
-from gateway.wire.cbsb_session import TokenBucket, verify_join_request
 
 LOG = logging.getLogger("cbsb.cloud")
 
@@ -54,6 +55,24 @@ SESSIONS_PER_HOUR = 10
 BIND_ATTEMPTS = 5
 CLAIM_FAILURES = 5
 MAX_DEVICES = 64
+
+
+def peer_certificate(remote: object) -> bytes | None:
+    """The DER certificate the TLS peer of an aiocoap request presented (None without one).
+
+    aiocoap has no public accessor for it: its TCP transport keeps the asyncio transport of a
+    connection on the remote object. This and :meth:`CloudServer._prune_pool` are the only places
+    that reach into aiocoap's internals, both in this reference server (the gateway's side of the
+    link uses only aiocoap's public API). The certificate was verified against the CA during the
+    handshake."""
+    transport = getattr(remote, "_transport", None)
+    if transport is None:
+        return None
+    obj = transport.get_extra_info("ssl_object")
+    if obj is None:
+        return None
+    der = obj.getpeercert(binary_form=True)
+    return bytes(der) if der else None
 
 
 class ApiError(Exception):
@@ -134,9 +153,9 @@ class CloudServer:
             "devices/list": self.devices,
         }
         for path, fn in routes.items():
-            site.add_resource([*cloudapi.API_PREFIX, *path.split("/")], _Endpoint(path, fn))
+            site.add_resource(list(cloudapi.api_path(path)), _Endpoint(path, fn))
         f = self.store.files
-        tls = cloudapi.server_tls_context(f.server_cert, f.server_key, f.ca_cert)
+        tls = server_tls_context(f.server_cert, f.server_key, f.ca_cert)
         # aiocoap's TLS server listens on the given port + 1 (5684 for 5683): compensate.
         self._ctx = await aiocoap.Context.create_server_context(
             site, bind=(self.host, self.port - 1), transports=["tlsserver"], _ssl_context=tls

@@ -1,7 +1,7 @@
 """The CBSB part of `make demo`: cloud-server-based secure bootstrapping end to end, told along the
 ten steps of the draft's Figure 2.
 
-How the lead's demo uses it (gateway/demo.py):
+How the demo's runner uses it (gateway/demo/run.py):
 
     await start_cloud(ctx)            # BEFORE the three services start (first-start registration;
     env = {**ctx.env, **cloud_env(ctx)}   # the group owner also waits for its factory file)
@@ -25,21 +25,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
-from gateway.group_owner.steps import STEPS
+from gateway.demo.context import DemoContext
+from gateway.wire.cbsb_steps import STEPS
 
 THING_NODES = (20, 21, 22)
-
-
-class DemoContext(Protocol):
-    tmp: Path
-    port_offset: int
-    env: dict[str, str]
-
-    def say(self, text: str) -> None: ...
-
-    def step(self, title: str) -> None: ...
 
 
 @dataclass

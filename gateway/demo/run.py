@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from typing import Any
 from drivers.emulator.tap import AirTap
 from drivers.mac_header import describe
 from drivers.radio import TxStatus, open_radio
+from gateway.demo.thread import demo_thread
 
 BOLD = "\x1b[1m" if sys.stdout.isatty() and "NO_COLOR" not in os.environ else ""
 RESET = "\x1b[0m" if BOLD else ""
@@ -221,8 +221,8 @@ async def _status(tmp: Path, service: str) -> dict[str, Any] | None:
 
 @dataclass
 class DemoContext:
-    """What the bootstrapping demos get (see gateway/group_owner/demo.py and
-    gateway/border_router/demo.py)."""
+    """What the bootstrapping parts get (:class:`gateway.demo.context.DemoContext`; see
+    gateway/demo/cbsb.py and gateway/demo/thread.py)."""
 
     tmp: Path
     port_offset: int
@@ -255,7 +255,7 @@ async def _wait_ready(tmp: Path, procs: dict[str, subprocess.Popen[bytes]]) -> d
 
 
 async def appliance(tmp: Path, offset: int) -> None:
-    from gateway.group_owner import demo as cbsb_demo
+    from gateway.demo import cbsb as cbsb_demo
 
     ctx = DemoContext(tmp, offset, _service_env(tmp, offset))
     step("The appliance: the cloud, then the radio, border-router and group-owner services")
@@ -270,13 +270,7 @@ async def appliance(tmp: Path, offset: int) -> None:
                 f"{br.get('channel')}, PAN {br.get('pan_id')}, ext PAN {br.get('ext_pan_id')}")  # fmt: skip
             await resilience(tmp, offset, ctx.env, procs)
             await cbsb_demo.demo_cbsb(ctx)
-            try:
-                thread_demo = importlib.import_module("gateway.border_router.demo")
-            except ModuleNotFoundError:
-                step("Thread commissioning")
-                say("not part of this build yet")
-            else:
-                await thread_demo.demo_thread(ctx)
+            await demo_thread(ctx)
     finally:
         await cbsb_demo.stop_cloud(ctx)
 
