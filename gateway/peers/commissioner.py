@@ -1,7 +1,13 @@
 """The reference external Thread commissioner (a technician's laptop, a phone app's stand-in).
 
-    python -m gateway.peers.commissioner [--border-agent HOST:PORT] (--pskc HEX | --passphrase P)
-        --joiner EUI64=PSKD [--joiner '*=PSKD' ...] [--count N] [--duration S]
+    python -m gateway.peers.commissioner [--border-agent HOST:PORT]
+        (--pskc-file FILE | --passphrase-file FILE) --joiner EUI64 [--joiner '*' ...]
+        --pskd-file FILE [--count N] [--duration S]
+
+Secrets come from files, or standard input for ``-``, never from the command line: the PSKc (32
+hex digits) or the commissioning passphrase on the first line of their file, the joiners' PSKds
+as lines ``PSKD`` (for every ``--joiner``) or ``EUI64=PSKD`` / ``*=PSKD`` (for that joiner, which
+is then admitted even without ``--joiner``).
 
 It finds the border agent by DNS-SD (``_meshcop._udp``, through zeroconf) unless
 ``--border-agent`` names it, opens DTLS 1.2 with EC-JPAKE and the PSKc (given in hex, or derived
@@ -44,6 +50,7 @@ from gateway.cli.common import invoke, option_value
 from gateway.crypto.dtls import DtlsAuthenticationError, DtlsConfig, DtlsTimeoutError
 from gateway.crypto.thread_keys import pskc as derive_pskc
 from gateway.errors import GatewayError, InvalidArgument
+from gateway.runtime.secret_input import read_secret, read_secret_bytes
 from gateway.thread.commissioning.commissioner import (
     Commissioner,
     CommissionerState,
@@ -394,7 +401,7 @@ async def _amain(args: SimpleNamespace, joiners: list[tuple[bytes | None, str]])
         xp_hex = args.xpanid or (record.ext_pan_id.hex() if record and record.ext_pan_id else None)
         if not name or not xp_hex:
             raise InvalidArgument(
-                "--passphrase needs the network name and extended PAN ID (--network-name, "
+                "--passphrase-file needs the network name and extended PAN ID (--network-name, "
                 "--xpanid, or a DNS-SD record that carries them)"
             )
         pskc = derive_pskc(args.passphrase, name, bytes.fromhex(xp_hex))
@@ -438,10 +445,45 @@ async def _amain(args: SimpleNamespace, joiners: list[tuple[bytes | None, str]])
 
 
 def _joiners(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
-    try:
-        return [parse_joiner(v) for v in value]
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    out: list[bytes | None] = []
+    for v in value:
+        if "=" in v:
+            raise click.UsageError(
+                "--joiner takes the EUI-64 only: the PSKd is no longer taken on the command line "
+                "(other users can read it there); put it in --pskd-file FILE (or - for standard "
+                "input), as PSKD or EUI64=PSKD lines"
+            )
+        try:
+            out.append(parse_joiner(f"{v}=x")[0])
+        except ValueError as exc:
+            raise click.BadParameter(str(exc).replace("'x'", "")) from None
+    return out
+
+
+def joiners_with_pskds(named: list[bytes | None], text: str) -> list[tuple[bytes | None, str]]:
+    """The joiners to admit: each ``--joiner`` with the file's plain ``PSKD`` line, and each
+    ``EUI64=PSKD`` line of the file (which overrides the plain line for that joiner)."""
+    default: str | None = None
+    specific: dict[bytes | None, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" in line:
+            eui, pskd = parse_joiner(line)
+            specific[eui] = pskd
+        elif default is None:
+            default = line
+        else:
+            raise ValueError("--pskd-file has two plain PSKd lines; use EUI64=PSKD lines")
+    out: list[tuple[bytes | None, str]] = []
+    for eui in named:
+        code = specific.pop(eui, None) or default
+        if code is None:
+            who = "*" if eui is None else eui.hex()
+            raise ValueError(f"--pskd-file has no PSKd for joiner {who}")
+        out.append((eui, code))
+    return out + list(specific.items())
 
 
 @click.command(
@@ -451,12 +493,19 @@ def _joiners(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
 )
 @click.option("--border-agent", callback=option_value(_host_port), metavar="HOST:PORT",
               help="the border agent (default: find it by DNS-SD)")  # fmt: skip
-@click.option("--pskc", help="the commissioning credential, 32 hex digits")
-@click.option("--passphrase", help="the network's commissioning passphrase")
-@click.option("--network-name", help="for --passphrase, and to choose a border agent")
+@click.option("--pskc", hidden=True)  # refused: secrets never on the command line
+@click.option("--passphrase", hidden=True)
+@click.option("--pskc-file", metavar="FILE",
+              help="the commissioning credential (32 hex digits) from FILE ('-': stdin)")  # fmt: skip
+@click.option("--passphrase-file", metavar="FILE",
+              help="the network's commissioning passphrase from FILE ('-': stdin)")  # fmt: skip
+@click.option("--network-name", help="for --passphrase-file, and to choose a border agent")
 @click.option("--xpanid", help="extended PAN ID (16 hex digits), as --network-name")
-@click.option("--joiner", multiple=True, callback=_joiners, metavar="EUI64=PSKD",
-              help="admit a joiner ('*=PSKD': any joiner)")  # fmt: skip
+@click.option("--joiner", multiple=True, callback=_joiners, metavar="EUI64",
+              help="admit a joiner ('*': any joiner); its PSKd comes from --pskd-file")  # fmt: skip
+@click.option("--pskd-file", metavar="FILE",
+              help="the joiners' PSKds ('-': stdin): a line PSKD for every --joiner, or lines "
+              "EUI64=PSKD")  # fmt: skip
 @click.option("--count", type=int, help="joins to wait for (default: one per --joiner)")
 @click.option("--duration", type=float, default=120.0, help="stop after this many seconds")
 @click.option("--joiner-timeout", type=float, default=120.0,
@@ -472,14 +521,36 @@ def _joiners(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
               help="end at the first failed joiner (its error decides the exit code)")  # fmt: skip
 def command(**opts: Any) -> int:
     args = SimpleNamespace(**opts)
-    if (args.pskc is None) == (args.passphrase is None):
-        raise click.UsageError("give one of --pskc and --passphrase")
+    for old in ("pskc", "passphrase"):
+        if getattr(args, old) is not None:
+            raise click.UsageError(
+                f"--{old} is no longer taken on the command line (other users can read it "
+                f"there): use --{old}-file FILE, or --{old}-file - for standard input"
+            )
+    if (args.pskc_file is None) == (args.passphrase_file is None):
+        raise click.UsageError("give one of --pskc-file and --passphrase-file")
+    if args.pskc_file is not None and args.pskc_file == args.pskd_file == "-":
+        raise click.UsageError("only one secret can come from standard input")
+    try:
+        if args.pskc_file is not None:
+            args.pskc = read_secret(args.pskc_file, what="the PSKc", option="--pskc-file")
+        else:
+            args.passphrase = read_secret(args.passphrase_file, what="the passphrase",
+                                          option="--passphrase-file")  # fmt: skip
+        pskds = ""
+        if args.pskd_file is not None:
+            pskds = read_secret_bytes(args.pskd_file, option="--pskd-file").decode()
+        elif args.joiner:
+            raise click.UsageError("--joiner needs --pskd-file (the joiners' PSKds)")
+        args.joiner = joiners_with_pskds(list(args.joiner), pskds)
+    except (GatewayError, UnicodeDecodeError, ValueError) as exc:
+        raise click.UsageError(getattr(exc, "message", str(exc))) from None
     if args.pskc is not None:
         try:
             if len(bytes.fromhex(args.pskc)) != 16:
                 raise ValueError
         except ValueError:
-            raise click.BadParameter("must be 32 hex digits", param_hint="--pskc") from None
+            raise click.BadParameter("must be 32 hex digits", param_hint="--pskc-file") from None
     if args.xpanid is not None:
         try:
             if len(bytes.fromhex(args.xpanid)) != 8:

@@ -21,7 +21,7 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from drivers.errors import GatewayError, InvalidArgument
 
@@ -84,6 +84,37 @@ def read_secret(
     return value
 
 
+def read_secret_bytes(
+    source: str | os.PathLike[str],
+    *,
+    option: str,
+    stdin: BinaryIO | None = None,
+) -> bytes:
+    """The whole content of FILE, or of standard input for ``-`` (binary secrets such as a
+    dataset in TLV form); at most :data:`MAX_SECRET_BYTES`."""
+    if str(source) == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        data = stream.read(MAX_SECRET_BYTES + 1)
+        where = "standard input"
+    else:
+        path = Path(source)
+        where = str(path)
+        try:
+            with path.open("rb") as f:
+                data = f.read(MAX_SECRET_BYTES + 1)
+        except FileNotFoundError:
+            raise InvalidArgument(f"{option}: no such file {path}") from None
+        except PermissionError:
+            raise InvalidArgument(f"{option}: no permission to read {path}") from None
+        except OSError as exc:
+            raise InvalidArgument(f"{option}: cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_SECRET_BYTES:
+        raise InvalidArgument(f"{where} holds more than {MAX_SECRET_BYTES} bytes")
+    if not data.strip():
+        raise InvalidArgument(f"{where} is empty")
+    return data
+
+
 def refuse_secret_argument(value: str | None, what: str, option: str) -> None:
     """For a command that used to take ``what`` as an argument: refuse one (exit 2)."""
     if value is not None:
@@ -93,4 +124,10 @@ def refuse_secret_argument(value: str | None, what: str, option: str) -> None:
         )
 
 
-__all__ = ["MAX_SECRET_BYTES", "SecretArgument", "read_secret", "refuse_secret_argument"]
+__all__ = [
+    "MAX_SECRET_BYTES",
+    "SecretArgument",
+    "read_secret",
+    "read_secret_bytes",
+    "refuse_secret_argument",
+]

@@ -1,7 +1,7 @@
 """The reference Thread joiner: a thing on its own (emulated) radio joins a Thread network with a
 joining code (PSKd) and ends up holding the network credentials.
 
-    python -m gateway.peers.thing join --radio URL --pskd PSKD [--eui64 HEX] [--out FILE]
+    python -m gateway.peers.thing join --radio URL --pskd-file FILE|- [--eui64 HEX] [--out FILE]
 
 It drives :class:`gateway.thread.commissioning.joiner.Joiner` (sans-IO) on a radio opened directly with
 :func:`drivers.radio.open_radio` -- not through a radio service: MLE discovery across channels,
@@ -28,6 +28,7 @@ import click
 
 from drivers.errors import GatewayError
 from gateway.cli.common import invoke, option_value
+from gateway.runtime.secret_input import read_secret
 from gateway.runtime.state import atomic_write
 from gateway.thread.commissioning.joiner import (
     Joiner,
@@ -168,7 +169,10 @@ def write_credentials(path: Path, creds: JoinerCredentials) -> None:
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option("--radio", required=True, help="radio URL, e.g. emulated:?node=2&port_offset=0")
-@click.option("--pskd", required=True, help="the joining code (6-32 of 0-9, A-Z w/o IOQZ)")
+@click.option("--pskd", hidden=True)  # refused: secrets never on the command line
+@click.option("--pskd-file", metavar="FILE",
+              help="the joining code (6-32 of 0-9, A-Z w/o IOQZ) from FILE ('-': stdin); "
+              "default: a hidden prompt")  # fmt: skip
 @click.option("--eui64", help="16 hex digits (default: the radio's EUI-64)")
 @click.option("--channels", default="11-26", callback=option_value(parse_channels),
               help="channels to scan (default 11-26, like OpenThread)")  # fmt: skip
@@ -186,7 +190,18 @@ def write_credentials(path: Path, creds: JoinerCredentials) -> None:
 @click.option("--json", "json_", is_flag=True, help="print one JSON result on stdout")
 @click.option("--quiet", is_flag=True, help="no step-by-step account")
 def command(**opts: Any) -> int:
-    return _main(SimpleNamespace(json=opts.pop("json_"), **opts))
+    args = SimpleNamespace(json=opts.pop("json_"), **opts)
+    if args.pskd is not None:
+        raise click.UsageError(
+            "--pskd is no longer taken on the command line (other users can read it there): "
+            "use --pskd-file FILE, or --pskd-file - for standard input"
+        )
+    try:
+        args.pskd = read_secret(args.pskd_file, what="the joining code (PSKd)",
+                                option="--pskd-file")  # fmt: skip
+    except GatewayError as exc:
+        raise click.UsageError(exc.message) from None
+    return _main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
