@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 from gateway.errors import GatewayError
@@ -24,7 +25,7 @@ from gateway.group_owner.lannotify import LanNotifier
 from gateway.radio.client import RadioClient, RxEvent
 from gateway.runtime.jsonline import Connection, Handler
 from gateway.runtime.logs import register_secret
-from gateway.runtime.network import load_or_create_network
+from gateway.runtime.network import load_network, load_or_create_network
 from gateway.runtime.service import Service, run_service
 from gateway.runtime.uplink import Uplink, UplinkChange, follow_uplink
 from gateway.wire.cbsb import STATUS_HINTS, BeaconFlags, Delivery, Status
@@ -89,6 +90,24 @@ class GroupOwnerService(Service):
         await self._start_uplink()
         self.set_phase("idle: no bootstrapping window open")
 
+    async def _refresh_dataset(self) -> None:
+        """Things get the network as it is when their window opens, not as it was when the
+        service started: ``gwctl dataset passphrase`` (a new PSKc), ``gwctl dataset set`` or the
+        REST API change it under a running service."""
+        assert self.boot is not None
+        ds = await asyncio.to_thread(load_network, self.settings)
+        if ds is None or ds.channel is None or ds.pan_id is None or ds == self.dataset:
+            return
+        old = self.dataset
+        if old is None or (ds.channel, ds.pan_id) != (old.channel, old.pan_id):
+            await self.radio.set_channel(ds.channel)
+            await self.radio.set_addresses(pan_id=ds.pan_id)
+        self.dataset = ds
+        delivery = Delivery(thread_dataset=ds.to_bytes(), key_sequence=KEY_SEQUENCE).to_bytes()
+        self.boot.params = replace(self.boot.params, channel=ds.channel, pan_id=ds.pan_id,
+                                   delivery=delivery)  # fmt: skip
+        LOG.info("the Thread network changed: things now receive the current active dataset")
+
     async def _start_uplink(self) -> None:
         """Follow the uplink: the cloud link reconnects as soon as the network comes back or
         moves, without waiting for a dead connection to time out."""
@@ -148,6 +167,7 @@ class GroupOwnerService(Service):
             self._notify_targets[sid] = str(ev.get("notify") or "")
             grant = JoinGrant(sid=sid, exp=int(ev["exp"]), mode=BeaconFlags(int(ev["mode"])),
                               window_s=window, psks=psks)  # fmt: skip
+            await self._refresh_dataset()
             self.set_phase(f"bootstrapping window open (session {sid.hex()[:8]})")
             boot.open(grant)
         elif kind == "psk":
