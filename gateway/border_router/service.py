@@ -36,7 +36,7 @@ from gateway.crypto.thread_keys import mac_key_index, network_key_derivation
 from gateway.errors import GatewayError, InvalidArgument, ParseError, StateError
 from gateway.radio.client import RadioClient, RxEvent
 from gateway.runtime.jsonline import Connection, Handler
-from gateway.runtime.network import load_network, load_or_create_network
+from gateway.runtime.network import load_network, open_or_create_network
 from gateway.runtime.service import Service, run_service
 from gateway.runtime.state import atomic_write
 from gateway.runtime.uplink import Uplink, UplinkChange, follow_uplink
@@ -137,7 +137,7 @@ class BorderRouterService(Service):
         await self.radio.start(timeout=60.0)
         self.radio.on_reconnect = self._radio_back
         self.set_phase("loading the Thread network")
-        self.dataset = load_or_create_network(self.settings)
+        self.dataset = await open_or_create_network(self.settings, self.radio.energy_scan)
         ds = self.dataset
         assert ds.channel is not None and ds.pan_id is not None and ds.network_key is not None
         await self.radio.set_channel(ds.channel)
@@ -533,7 +533,7 @@ class BorderRouterService(Service):
         }
 
     async def _m_reload_dataset(self, _c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
-        ds = load_network(self.settings)
+        ds = await asyncio.to_thread(load_network, self.settings)
         if ds is None:
             raise StateError("the Thread network state is missing")
         old = self.dataset

@@ -25,7 +25,7 @@ from gateway.group_owner.lannotify import LanNotifier
 from gateway.radio.client import RadioClient, RxEvent
 from gateway.runtime.jsonline import Connection, Handler
 from gateway.runtime.logs import register_secret
-from gateway.runtime.network import load_network, load_or_create_network
+from gateway.runtime.network import load_network, open_or_create_network
 from gateway.runtime.service import Service, run_service
 from gateway.runtime.uplink import Uplink, UplinkChange, follow_uplink
 from gateway.wire.cbsb import STATUS_HINTS, BeaconFlags, Delivery, Status
@@ -68,7 +68,7 @@ class GroupOwnerService(Service):
         self.set_phase("waiting for the radio service")
         await self.radio.start(timeout=60.0)
         self.set_phase("loading the Thread network")
-        self.dataset = ds = load_or_create_network(self.settings)
+        self.dataset = ds = await open_or_create_network(self.settings, self.radio.energy_scan)
         assert ds.channel is not None and ds.pan_id is not None
         # The same channel and PAN as the border router: things join the gateway's network.
         await self.radio.set_channel(ds.channel)

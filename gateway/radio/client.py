@@ -219,6 +219,12 @@ class RadioClient:
         self._restore.addresses.update(kw)
         await self.call("set_addresses", **kw)
 
+    async def energy_scan(self, channels: list[int], duration: float) -> dict[int, int]:
+        """Peak energy (dBm) per channel, measured for ``duration`` seconds each."""
+        res = await self.call("energy_scan", timeout=30.0 + len(channels) * duration,
+                              channels=channels, duration=duration)  # fmt: skip
+        return {int(c["channel"]): int(c["ed_dbm"]) for c in res["channels"]}
+
     async def set_channel(self, channel: int) -> None:
         self._restore.channel = channel
         await self.call("set_channel", channel=channel)

@@ -134,6 +134,7 @@ level = "DEBUG"
             "config": str(paths.config),
             "state_dir": str(paths.state_dir),
             "runtime_dir": str(paths.runtime_dir),
+            "factory_dir": str(paths.factory_dir),
         },
     }
 
