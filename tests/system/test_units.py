@@ -226,7 +226,7 @@ def test_shared_directories_agree() -> None:
     runtimes = {one(unit(svc), "Service", "RuntimeDirectory") for svc in UNITS}
     assert len(runtimes) == len(UNITS)
     # the group may enter the runtime directories (sockets are 0660 group gateway)
-    assert one(unit("radio"), "Service", "RuntimeDirectoryMode") == "0750"
+    assert one(unit("radio"), "Service", "RuntimeDirectoryMode") == "0751"
 
 
 def test_radio_clients_order_after_radio_but_survive_its_restart() -> None:
