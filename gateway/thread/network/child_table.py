@@ -141,9 +141,10 @@ class IndirectQueue:
     def remove_kind(self, kind: str) -> int:
         """Drop queued messages of ``kind`` that have not started; returns how many."""
         keep = deque(
-            m for i, m in enumerate(self.messages)
+            m
+            for i, m in enumerate(self.messages)
             if m.kind != kind or (i == 0 and (m.cursor or self.in_flight is not None))
-        )  # fmt: skip
+        )
         n = len(self.messages) - len(keep)
         self.messages = keep
         return n
@@ -235,8 +236,13 @@ class ChildSnapshot:
     version: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ext": self.ext, "rloc16": self.rloc16, "timeout": self.timeout,
-                "mode": self.mode, "version": self.version}  # fmt: skip
+        return {
+            "ext": self.ext,
+            "rloc16": self.rloc16,
+            "timeout": self.timeout,
+            "mode": self.mode,
+            "version": self.version,
+        }
 
     @classmethod
     def from_dict(cls, d: Any) -> ChildSnapshot:
@@ -296,8 +302,9 @@ class ChildTable:
             raise InvalidArgument("child already in the table")
         if self.is_full:
             raise InvalidArgument("child table full")
-        c = ChildEntry(ext, state, now, timeout,
-                       queue=IndirectQueue(self.queue_messages, self.queue_bytes))  # fmt: skip
+        c = ChildEntry(
+            ext, state, now, timeout, queue=IndirectQueue(self.queue_messages, self.queue_bytes)
+        )
         self._by_ext[ext] = c
         return c
 

@@ -88,8 +88,10 @@ class ChildAdded:
     @property
     def text(self) -> str:
         how = "re-attached after restore" if self.restored else "attached"
-        return (f"thread: child {self.ext} {how} as 0x{self.rloc16:04x} (mode {self.mode}, "
-                f"timeout {int(self.timeout)} s)")  # fmt: skip
+        return (
+            f"thread: child {self.ext} {how} as 0x{self.rloc16:04x} (mode {self.mode}, "
+            f"timeout {int(self.timeout)} s)"
+        )
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,10 @@ class ChildTableFullEvent:
 
     @property
     def text(self) -> str:
-        return (f"thread: child table full ({self.max_children} entries): "
-                f"{self.refused} Parent Request(s) not answered (THR101)")  # fmt: skip
+        return (
+            f"thread: child table full ({self.max_children} entries): "
+            f"{self.refused} Parent Request(s) not answered (THR101)"
+        )
 
 
 @dataclass(frozen=True)
@@ -154,8 +158,9 @@ class NetworkDataChanged:
 
     @property
     def text(self) -> str:
-        return (f"thread: network data version {self.data_version} "
-                f"(stable {self.stable_data_version})")  # fmt: skip
+        return (
+            f"thread: network data version {self.data_version} (stable {self.stable_data_version})"
+        )
 
 
 @dataclass(frozen=True)

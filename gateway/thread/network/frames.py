@@ -55,9 +55,14 @@ def mle_frames(
     if len(frames) == 1:
         return frames
     return encode_datagram(
-        packet, src=src, dst=dst, dst_pan=pan_id, tags=tags, security=LinkSecurity.MAC,
+        packet,
+        src=src,
+        dst=dst,
+        dst_pan=pan_id,
+        tags=tags,
+        security=LinkSecurity.MAC,
         mac_key_index=key_index,
-    )  # fmt: skip
+    )
 
 
 def data_frames(
@@ -71,9 +76,15 @@ def data_frames(
     contexts: Contexts | None,
 ) -> list[TxFrame]:
     return encode_datagram(
-        packet, src=src, dst=dst, dst_pan=pan_id, tags=tags, security=LinkSecurity.MAC,
-        mac_key_index=key_index, contexts=contexts,
-    )  # fmt: skip
+        packet,
+        src=src,
+        dst=dst,
+        dst_pan=pan_id,
+        tags=tags,
+        security=LinkSecurity.MAC,
+        mac_key_index=key_index,
+        contexts=contexts,
+    )
 
 
 def empty_data_frame(
@@ -91,9 +102,14 @@ def data_request_frame(
 ) -> TxFrame:
     """A MAC Data Request (poll) command, to be secured with key id mode 1."""
     frame = MacFrame.create(
-        FrameType.COMMAND, dst=dst, dst_pan=pan_id, src=src, src_pan=pan_id, ack_request=True,
+        FrameType.COMMAND,
+        dst=dst,
+        dst_pan=pan_id,
+        src=src,
+        src_pan=pan_id,
+        ack_request=True,
         payload=bytes((MacCommand.DATA_REQUEST,)),
-    )  # fmt: skip
+    )
     return TxFrame(frame, LinkSecurity.MAC)
 
 
@@ -104,8 +120,12 @@ def protect(tx: TxFrame, keys: KeyManager, ext_src: ExtAddress, seq: int) -> Mac
     if tx.security is LinkSecurity.NONE:
         return frame
     aux = AuxSecurityHeader(SECURITY_LEVEL, 1, 0, b"", keys.mac_key_index)
-    return secure(replace(frame, security=aux), keys.mac_key, ext_src=ext_src,
-                  frame_counter=keys.next_mac_counter())  # fmt: skip
+    return secure(
+        replace(frame, security=aux),
+        keys.mac_key,
+        ext_src=ext_src,
+        frame_counter=keys.next_mac_counter(),
+    )
 
 
 def open_mac(frame: MacFrame, keys: KeyManager, ext_src: ExtAddress) -> tuple[MacFrame, int]:

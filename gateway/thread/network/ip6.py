@@ -77,8 +77,9 @@ def parse_echo(packet: Ipv6Packet) -> Echo | None:
     body = packet.payload
     if len(body) < 4:
         raise ParseError("ICMPv6 message shorter than 4 bytes")
-    if upper_layer_checksum(packet.src, packet.dst, PROTO_ICMPV6, body[:2] + b"\0\0" + body[4:]) \
-            != int.from_bytes(body[2:4], "big"):  # fmt: skip
+    if upper_layer_checksum(
+        packet.src, packet.dst, PROTO_ICMPV6, body[:2] + b"\0\0" + body[4:]
+    ) != int.from_bytes(body[2:4], "big"):
         raise ParseError("bad ICMPv6 checksum")
     if body[0] not in (ECHO_REQUEST, ECHO_REPLY):
         return None
@@ -122,8 +123,15 @@ def add_mpl(packet: Ipv6Packet, option: MplOption) -> Ipv6Packet:
     elif pad:
         opts += bytes((0x01, pad - 2)) + bytes(pad - 2)
     hbh = bytes((packet.next_header, (2 + len(opts)) // 8 - 1)) + opts
-    return Ipv6Packet(packet.src, packet.dst, PROTO_HOPOPTS, hbh + packet.payload,
-                      packet.hop_limit, packet.traffic_class, packet.flow_label)  # fmt: skip
+    return Ipv6Packet(
+        packet.src,
+        packet.dst,
+        PROTO_HOPOPTS,
+        hbh + packet.payload,
+        packet.hop_limit,
+        packet.traffic_class,
+        packet.flow_label,
+    )
 
 
 def strip_mpl(packet: Ipv6Packet) -> tuple[MplOption | None, Ipv6Packet]:
@@ -168,8 +176,9 @@ def strip_mpl(packet: Ipv6Packet) -> tuple[MplOption | None, Ipv6Packet]:
     nh, rest = p[0], p[length:]
     if nh == PROTO_IPV6_IN_IPV6:
         return mpl, Ipv6Packet.from_bytes(rest)
-    return mpl, Ipv6Packet(packet.src, packet.dst, nh, rest, packet.hop_limit,
-                           packet.traffic_class, packet.flow_label)  # fmt: skip
+    return mpl, Ipv6Packet(
+        packet.src, packet.dst, nh, rest, packet.hop_limit, packet.traffic_class, packet.flow_label
+    )
 
 
 @dataclass
@@ -306,6 +315,6 @@ class AddressResolver:
                 "eid": str(k),
                 "state": v.state,
                 "rloc16": None if v.rloc16 is None else f"0x{v.rloc16:04x}",
-            }  # fmt: skip
+            }
             for k, v in self._entries.items()
         ]

@@ -209,8 +209,9 @@ class ContextTlv:
             raise ParseError("6LoWPAN Context TLV shorter than 2 bytes")
         if value[1] > 128:
             raise ParseError(f"6LoWPAN Context TLV: context length {value[1]} > 128")
-        return cls(value[0] & 0x0F, value[1], bool(value[0] & 0x10), stable, value[0] >> 5,
-                   value[2:])  # fmt: skip
+        return cls(
+            value[0] & 0x0F, value[1], bool(value[0] & 0x10), stable, value[0] >> 5, value[2:]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,15 +553,33 @@ class NetworkData:
             for s in p.sub_tlvs:
                 if isinstance(s, BorderRouterTlv):
                     for e in s.entries:
-                        prefixes.append({"prefix": str(p.network), "flags": f"0x{e.flags:04x}",
-                                         "stable": s.stable, "rloc16": f"0x{e.rloc16:04x}"})  # fmt: skip
+                        prefixes.append(
+                            {
+                                "prefix": str(p.network),
+                                "flags": f"0x{e.flags:04x}",
+                                "stable": s.stable,
+                                "rloc16": f"0x{e.rloc16:04x}",
+                            }
+                        )
                 elif isinstance(s, HasRouteTlv):
                     for r in s.entries:
-                        routes.append({"prefix": str(p.network), "flags": f"0x{r.flags:02x}",
-                                       "stable": s.stable, "rloc16": f"0x{r.rloc16:04x}"})  # fmt: skip
+                        routes.append(
+                            {
+                                "prefix": str(p.network),
+                                "flags": f"0x{r.flags:02x}",
+                                "stable": s.stable,
+                                "rloc16": f"0x{r.rloc16:04x}",
+                            }
+                        )
                 elif isinstance(s, ContextTlv):
-                    contexts.append({"prefix": str(p.network), "context_id": s.context_id,
-                                     "compress": s.compress, "stable": s.stable})  # fmt: skip
+                    contexts.append(
+                        {
+                            "prefix": str(p.network),
+                            "context_id": s.context_id,
+                            "compress": s.compress,
+                            "stable": s.stable,
+                        }
+                    )
         services = [
             {
                 "service_id": s.service_id,
@@ -571,7 +590,7 @@ class NetworkData:
                         "server16": f"0x{v.server16:04x}",
                         "data": v.server_data.hex(),
                         "stable": v.stable,
-                    }  # fmt: skip
+                    }
                     for v in s.sub_tlvs
                     if isinstance(v, ServerTlv)
                 ],

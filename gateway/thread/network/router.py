@@ -245,15 +245,28 @@ class RouterCore:
         self.ml_prefix = ds.mesh_local_prefix
         policy = ds.security_policy
         saved = self.saved
-        seq = self.key_sequence if self.key_sequence is not None else (
-            saved.key_sequence if saved is not None else 0)  # fmt: skip
-        mle_fc = self.mle_frame_counter if self.mle_frame_counter is not None else (
-            saved.mle_frame_counter if saved is not None else 0)  # fmt: skip
-        self.keys = KeyManager(ds.network_key, seq, mle_fc, self.mac_frame_counter,
-                               rotation_hours=policy.rotation_hours if policy else 672)  # fmt: skip
-        self.children_table = ChildTable(self.config.max_children,
-                                         self.config.indirect_queue_messages,
-                                         self.config.indirect_queue_bytes)  # fmt: skip
+        seq = (
+            self.key_sequence
+            if self.key_sequence is not None
+            else (saved.key_sequence if saved is not None else 0)
+        )
+        mle_fc = (
+            self.mle_frame_counter
+            if self.mle_frame_counter is not None
+            else (saved.mle_frame_counter if saved is not None else 0)
+        )
+        self.keys = KeyManager(
+            ds.network_key,
+            seq,
+            mle_fc,
+            self.mac_frame_counter,
+            rotation_hours=policy.rotation_hours if policy else 672,
+        )
+        self.children_table = ChildTable(
+            self.config.max_children,
+            self.config.indirect_queue_messages,
+            self.config.indirect_queue_bytes,
+        )
         self.router_id = 0
         self.rloc16 = 0
         self.partition_id = 0
@@ -289,16 +302,23 @@ class RouterCore:
         self._update_contexts()
 
     def __repr__(self) -> str:
-        return (f"RouterCore({self.ext_addr}, role={self.role}, rloc16=0x{self.rloc16:04x}, "
-                f"children={len(self.children_table)})")  # fmt: skip
+        return (
+            f"RouterCore({self.ext_addr}, role={self.role}, rloc16=0x{self.rloc16:04x}, "
+            f"children={len(self.children_table)})"
+        )
 
     # -- properties ------------------------------------------------------------------------------
 
     @property
     def addresses(self) -> MeshAddresses:
-        return MeshAddresses(self.ml_prefix, self.ext_addr, self.ml_eid_iid,
-                             self.rloc16 if self.attached else None,
-                             leader=self.role == "leader", router=True)  # fmt: skip
+        return MeshAddresses(
+            self.ml_prefix,
+            self.ext_addr,
+            self.ml_eid_iid,
+            self.rloc16 if self.attached else None,
+            leader=self.role == "leader",
+            router=True,
+        )
 
     @property
     def attached(self) -> bool:
@@ -321,10 +341,13 @@ class RouterCore:
         free = self.config.max_children - used
         priority = -1 if free < self.config.max_children / 3 else 0
         return ConnectivityTlv(
-            parent_priority=priority, leader_cost=0, id_sequence=self.id_sequence,
-            active_routers=1, sed_buffer_size=SED_BUFFER_SIZE,
+            parent_priority=priority,
+            leader_cost=0,
+            id_sequence=self.id_sequence,
+            active_routers=1,
+            sed_buffer_size=SED_BUFFER_SIZE,
             sed_datagram_count=SED_DATAGRAM_COUNT,
-        )  # fmt: skip
+        )
 
     def _contexts(self) -> dict[int, LowpanContext]:
         ctx = dict(self.netdata.contexts())
@@ -442,9 +465,11 @@ class RouterCore:
         self._id_reserved = (self.id_sequence + ID_SEQUENCE_RESERVE) & 0xFF
         self.rloc16 = rloc16_of(self.router_id)
         self.netdata = NetworkDataLeader(
-            self.rloc16, self.rng, data_version=(saved.data_version + 1) & 0xFF,
+            self.rloc16,
+            self.rng,
+            data_version=(saved.data_version + 1) & 0xFF,
             stable_data_version=(saved.stable_data_version + 1) & 0xFF,
-        )  # fmt: skip
+        )
         self.role = "leader"
         self._update_contexts()
         n_rx_on = 0
@@ -580,9 +605,14 @@ class RouterCore:
         return True
 
     def _secured_frame(
-        self, frame: MacFrame, plain: MacFrame | None, now: float, rssi: int, lqi: int,
+        self,
+        frame: MacFrame,
+        plain: MacFrame | None,
+        now: float,
+        rssi: int,
+        lqi: int,
         ack_fp: bool | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         table = self.children_table
         child: ChildEntry | None = None
         if isinstance(frame.src, ExtAddress):
@@ -618,8 +648,9 @@ class RouterCore:
             return
         child.counters.accept(seq, fc, mle=False)
         if seq > self.keys.key_sequence:
-            self.keys.process_peer_key_sequence(seq, now, authoritative=False,
-                                                from_valid_neighbor=child.valid)  # fmt: skip
+            self.keys.process_peer_key_sequence(
+                seq, now, authoritative=False, from_valid_neighbor=child.valid
+            )
         child.link_margin = max(0, rssi - self.config.noise_floor)
         if is_poll:
             self._data_poll(child, now, ack_fp)
@@ -672,14 +703,25 @@ class RouterCore:
         except Drop as d:
             self.counters[d.reason] += 1
 
-    def _peer_key_sequence(self, rm: ReceivedMle, now: float, *, authoritative: bool,
-                           valid: bool) -> None:  # fmt: skip
+    def _peer_key_sequence(
+        self, rm: ReceivedMle, now: float, *, authoritative: bool, valid: bool
+    ) -> None:
         if rm.key_sequence != self.keys.key_sequence:
-            self.keys.process_peer_key_sequence(rm.key_sequence, now, authoritative=authoritative,
-                                                from_valid_neighbor=valid)  # fmt: skip
+            self.keys.process_peer_key_sequence(
+                rm.key_sequence, now, authoritative=authoritative, from_valid_neighbor=valid
+            )
 
-    def _send_mle(self, child: ChildEntry | None, dst: Addr, msg: MleMessage, what: str,
-                  *, indirect: bool = False, kind: str = "mle", now: float) -> None:  # fmt: skip
+    def _send_mle(
+        self,
+        child: ChildEntry | None,
+        dst: Addr,
+        msg: MleMessage,
+        what: str,
+        *,
+        indirect: bool = False,
+        kind: str = "mle",
+        now: float,
+    ) -> None:
         if child is not None and child.queue.has_kind(kind) and kind == "cur":
             child.queue.remove_kind(kind)  # an outdated Child Update Request gives way
         packet = seal_mle(msg, self.keys, self.link_local, dst)
@@ -691,8 +733,14 @@ class RouterCore:
             if ext is None:
                 raise InvalidArgument("MLE goes to a link-local address")
             mac_dst = ext
-        frames = mle_frames(packet, src=self.ext_addr, dst=mac_dst, pan_id=self.pan_id,
-                            tags=self._tags, key_index=self.keys.mac_key_index)  # fmt: skip
+        frames = mle_frames(
+            packet,
+            src=self.ext_addr,
+            dst=mac_dst,
+            pan_id=self.pan_id,
+            tags=self._tags,
+            key_index=self.keys.mac_key_index,
+        )
         self.counters["mle_tx"] += 1
         if indirect and child is not None:
             self._enqueue(child, frames, what, kind, now)
@@ -742,8 +790,9 @@ class RouterCore:
         self._table_full_refused += 1
         last = self._table_full_logged
         if last is None or now - last >= self.config.table_full_log_interval:
-            self._events.append(ChildTableFullEvent(self.config.max_children,
-                                                    self._table_full_refused))  # fmt: skip
+            self._events.append(
+                ChildTableFullEvent(self.config.max_children, self._table_full_refused)
+            )
             self._table_full_refused = 0
             self._table_full_logged = now
 
@@ -752,23 +801,32 @@ class RouterCore:
         child.challenge = self.rng.randbytes(CHALLENGE_LENGTH)
         child.challenge_time = now
         fc = self.keys.mle_frame_counter
-        msg = MleMessage(MleCommand.PARENT_RESPONSE, (
-            SourceAddressTlv(self.rloc16),
-            self._leader_data(),
-            LinkFrameCounterTlv(self.mac_frame_counter),
-            MleFrameCounterTlv(fc),
-            ResponseTlv(child.rx_challenge),
-            ChallengeTlv(child.challenge),
-            LinkMarginTlv(min(child.link_margin, 255)),
-            self._connectivity(),
-            VersionTlv(THREAD_VERSION),
-        ))  # fmt: skip
+        msg = MleMessage(
+            MleCommand.PARENT_RESPONSE,
+            (
+                SourceAddressTlv(self.rloc16),
+                self._leader_data(),
+                LinkFrameCounterTlv(self.mac_frame_counter),
+                MleFrameCounterTlv(fc),
+                ResponseTlv(child.rx_challenge),
+                ChallengeTlv(child.challenge),
+                LinkMarginTlv(min(child.link_margin, 255)),
+                self._connectivity(),
+                VersionTlv(THREAD_VERSION),
+            ),
+        )
         dst = Addr(b"\xfe\x80" + bytes(6) + child.ext.iid())
         packet = seal_mle(
             msg, self.keys, self.link_local, dst, frame_counter=self.keys.next_mle_counter()
         )
-        for tx in mle_frames(packet, src=self.ext_addr, dst=child.ext, pan_id=self.pan_id,
-                             tags=self._tags, key_index=self.keys.mac_key_index):  # fmt: skip
+        for tx in mle_frames(
+            packet,
+            src=self.ext_addr,
+            dst=child.ext,
+            pan_id=self.pan_id,
+            tags=self._tags,
+            key_index=self.keys.mac_key_index,
+        ):
             self._emit(tx, "parent response", child)
         self.counters["parent_responses"] += 1
         self.counters["mle_tx"] += 1
@@ -784,8 +842,12 @@ class RouterCore:
             raise Drop("child_id_request_malformed")
         response = m.get(ResponseTlv)
         fresh = child.challenge and now - child.challenge_time <= CHILD_ID_REQUEST_TIMEOUT
-        if response is None or len(response.value) != CHALLENGE_LENGTH or not fresh \
-                or response.value != child.challenge:  # fmt: skip
+        if (
+            response is None
+            or len(response.value) != CHALLENGE_LENGTH
+            or not fresh
+            or response.value != child.challenge
+        ):
             raise Drop("child_id_request_bad_response")
         link_fc = m.get(LinkFrameCounterTlv)
         mle_fc = m.get(MleFrameCounterTlv)
@@ -808,9 +870,11 @@ class RouterCore:
         was_valid = child.valid
         dropped = child.queue.clear()
         self.counters["indirect_dropped_reattach"] += dropped
-        child.counters.set(rm.key_sequence, mle=max(mle_fc.value if mle_fc else link_fc.value,
-                                                     rm.frame_counter + 1),
-                           mac=link_fc.value)  # fmt: skip
+        child.counters.set(
+            rm.key_sequence,
+            mle=max(mle_fc.value if mle_fc else link_fc.value, rm.frame_counter + 1),
+            mac=link_fc.value,
+        )
         child.mode, child.version = mode.value, version.value
         child.timeout = float(timeout.value)
         child.link_margin = max(0, self._rssi - self.config.noise_floor)
@@ -835,8 +899,9 @@ class RouterCore:
         assert child.rloc16 is not None
         if not was_valid:
             self.counters["children_attached"] += 1
-            self._events.append(ChildAdded(child.ext, child.rloc16, mode_string(child.mode),
-                                           child.timeout))  # fmt: skip
+            self._events.append(
+                ChildAdded(child.ext, child.rloc16, mode_string(child.mode), child.timeout)
+            )
         self._events.append(SnapshotChanged("child table"))
 
     def _register(self, child: ChildEntry, reg: AddressRegistrationTlv) -> None:
@@ -855,8 +920,9 @@ class RouterCore:
 
     def _registration_echo(self, child: ChildEntry) -> AddressRegistrationTlv:
         """The registered addresses other than the ML-EID (``AppendAddressRegistrationTlv``)."""
-        full = address_registration(Addr(bytes(16)), child.addresses,
-                                    contexts=self.netdata.contexts())  # fmt: skip
+        full = address_registration(
+            Addr(bytes(16)), child.addresses, contexts=self.netdata.contexts()
+        )
         return AddressRegistrationTlv(full.entries[1:])
 
     def _network_data_tlv(self, full: bool) -> NetworkDataTlv:
@@ -885,8 +951,9 @@ class RouterCore:
         if not child.ftd:
             tlvs.append(self._registration_echo(child))
         msg = MleMessage(MleCommand.CHILD_ID_RESPONSE, tuple(tlvs))
-        self._send_mle(child, self._child_dst(child), msg, "child id response",
-                       indirect=child.sleepy, now=now)  # fmt: skip
+        self._send_mle(
+            child, self._child_dst(child), msg, "child id response", indirect=child.sleepy, now=now
+        )
 
     # Child Update Request / Response -----------------------------------------------------------
 
@@ -929,11 +996,17 @@ class RouterCore:
         tlvs: list[MleTlv | Tlv] = []
         if challenge is not None:
             tlvs.append(ResponseTlv(challenge.value[:MAX_CHALLENGE_LENGTH]))
-        tlvs += [SourceAddressTlv(self.rloc16), ModeTlv(child.mode),
-                 LinkMarginTlv(min(child.link_margin, 255)), self._leader_data()]  # fmt: skip
+        tlvs += [
+            SourceAddressTlv(self.rloc16),
+            ModeTlv(child.mode),
+            LinkMarginTlv(min(child.link_margin, 255)),
+            self._leader_data(),
+        ]
         if challenge is not None:
-            tlvs += [MleFrameCounterTlv(self.keys.mle_frame_counter),
-                     LinkFrameCounterTlv(self.mac_frame_counter)]  # fmt: skip
+            tlvs += [
+                MleFrameCounterTlv(self.keys.mle_frame_counter),
+                LinkFrameCounterTlv(self.mac_frame_counter),
+            ]
         if reg is not None:
             tlvs.append(self._registration_echo(child))
         if timeout is not None:
@@ -950,8 +1023,9 @@ class RouterCore:
         sleepy = not child.rx_on
         if old_rx_on and sleepy:
             child.use_short = False
-        self._send_mle(child, self._child_dst(child), msg, "child update response",
-                       indirect=sleepy, now=now)  # fmt: skip
+        self._send_mle(
+            child, self._child_dst(child), msg, "child update response", indirect=sleepy, now=now
+        )
         if not old_rx_on and child.rx_on:
             self._flush_queue_direct(child, now)
         self.counters["child_update_requests"] += 1
@@ -966,8 +1040,14 @@ class RouterCore:
             tlvs.append(ResponseTlv(challenge.value[:MAX_CHALLENGE_LENGTH]))
         msg = MleMessage(MleCommand.CHILD_UPDATE_RESPONSE, tuple(tlvs))
         packet = seal_mle(msg, self.keys, self.link_local, rm.src)
-        for tx in mle_frames(packet, src=self.ext_addr, dst=rm.sender, pan_id=self.pan_id,
-                             tags=self._tags, key_index=self.keys.mac_key_index):  # fmt: skip
+        for tx in mle_frames(
+            packet,
+            src=self.ext_addr,
+            dst=rm.sender,
+            pan_id=self.pan_id,
+            tags=self._tags,
+            key_index=self.keys.mac_key_index,
+        ):
             self._emit(tx, "child update reject")
         self.counters["mle_tx"] += 1
 
@@ -985,14 +1065,23 @@ class RouterCore:
         restoring = child.state.restoring
         if restoring:
             child.challenge = self.rng.randbytes(CHALLENGE_LENGTH)
-            tlvs += [TlvRequestTlv((MleTlvType.TIMEOUT, MleTlvType.ADDRESS_REGISTRATION)),
-                     ChallengeTlv(child.challenge)]  # fmt: skip
+            tlvs += [
+                TlvRequestTlv((MleTlvType.TIMEOUT, MleTlvType.ADDRESS_REGISTRATION)),
+                ChallengeTlv(child.challenge),
+            ]
             child.state = ChildState.CHILD_UPDATE_REQUEST
         else:
             tlvs.append(LinkMarginTlv(min(child.link_margin, 255)))
         msg = MleMessage(MleCommand.CHILD_UPDATE_REQUEST, tuple(tlvs))
-        self._send_mle(child, self._child_dst(child), msg, "child update request",
-                       indirect=child.sleepy, kind="cur", now=now)  # fmt: skip
+        self._send_mle(
+            child,
+            self._child_dst(child),
+            msg,
+            "child update request",
+            indirect=child.sleepy,
+            kind="cur",
+            now=now,
+        )
         self.counters["child_update_requests_sent"] += 1
 
     def _child_update_response(self, rm: ReceivedMle, child: ChildEntry | None, now: float) -> None:
@@ -1017,10 +1106,11 @@ class RouterCore:
         restoring = not child.valid
         link_fc, mle_fc = m.get(LinkFrameCounterTlv), m.get(MleFrameCounterTlv)
         if link_fc is not None:
-            child.counters.set(rm.key_sequence,
-                               mle=max(mle_fc.value if mle_fc else link_fc.value,
-                                       rm.frame_counter + 1),
-                               mac=link_fc.value)  # fmt: skip
+            child.counters.set(
+                rm.key_sequence,
+                mle=max(mle_fc.value if mle_fc else link_fc.value, rm.frame_counter + 1),
+                mac=link_fc.value,
+            )
         elif restoring:
             child.counters.set(rm.key_sequence, mle=rm.frame_counter + 1, mac=None)
         timeout, sup = m.get(TimeoutTlv), m.get(SupervisionIntervalTlv)
@@ -1046,8 +1136,11 @@ class RouterCore:
             assert child.rloc16 is not None
             if child.supervision_interval == 0 and child.version <= 4:
                 child.supervision_interval = SUPERVISION_INTERVAL_DEFAULT
-            self._events.append(ChildAdded(child.ext, child.rloc16, mode_string(child.mode),
-                                           child.timeout, restored=True))  # fmt: skip
+            self._events.append(
+                ChildAdded(
+                    child.ext, child.rloc16, mode_string(child.mode), child.timeout, restored=True
+                )
+            )
             self._events.append(SnapshotChanged("child table"))
             self.counters["children_restored"] += 1
         if child.sleepy and child.netdata_version != self.netdata.version_for(child.full_netdata):
@@ -1067,8 +1160,9 @@ class RouterCore:
         self._send_data_response(child, tuple(wanted), full=child.full_netdata, now=now)
         self.counters["data_requests"] += 1
 
-    def _send_data_response(self, child: ChildEntry | None, wanted: tuple[int, ...], *,
-                            full: bool, now: float) -> None:  # fmt: skip
+    def _send_data_response(
+        self, child: ChildEntry | None, wanted: tuple[int, ...], *, full: bool, now: float
+    ) -> None:
         tlvs: list[MleTlv | Tlv] = [SourceAddressTlv(self.rloc16), self._leader_data()]
         ts = self._active_timestamp()
         if ts is not None:
@@ -1084,19 +1178,23 @@ class RouterCore:
         if child is None:
             self._send_mle(None, LINK_LOCAL_ALL_NODES, msg, "data response (multicast)", now=now)
         else:
-            self._send_mle(child, self._child_dst(child), msg, "data response",
-                           indirect=child.sleepy, now=now)  # fmt: skip
+            self._send_mle(
+                child, self._child_dst(child), msg, "data response", indirect=child.sleepy, now=now
+            )
 
     def _send_advertisement(self, now: float) -> None:
-        msg = MleMessage(MleCommand.ADVERTISEMENT,
-                         (SourceAddressTlv(self.rloc16), self._leader_data(), self._route64()))  # fmt: skip
+        msg = MleMessage(
+            MleCommand.ADVERTISEMENT,
+            (SourceAddressTlv(self.rloc16), self._leader_data(), self._route64()),
+        )
         self._send_mle(None, LINK_LOCAL_ALL_NODES, msg, "advertisement", now=now)
         self.counters["advertisements"] += 1
 
     # -- indirect transmission -------------------------------------------------------------------
 
-    def _enqueue(self, child: ChildEntry, frames: list[TxFrame], what: str, kind: str,
-                 now: float) -> None:  # fmt: skip
+    def _enqueue(
+        self, child: ChildEntry, frames: list[TxFrame], what: str, kind: str, now: float
+    ) -> None:
         msg = IndirectMessage(frames, what, now, kind)
         for gone in child.queue.push(msg):
             self.counters["indirect_dropped_queue_full"] += 1
@@ -1156,8 +1254,9 @@ class RouterCore:
         q.in_flight = handle
         self._out.append(NetFrame(tx, self.keys.key_sequence, handle, msg.what))
 
-    def _child_link_addresses(self, child: ChildEntry) -> tuple[ExtAddress | ShortAddress,
-                                                                 ExtAddress | ShortAddress]:  # fmt: skip
+    def _child_link_addresses(
+        self, child: ChildEntry
+    ) -> tuple[ExtAddress | ShortAddress, ExtAddress | ShortAddress]:
         if child.use_short and child.rloc16 is not None:
             return ShortAddress(self.rloc16), ShortAddress(child.rloc16)
         return self.ext_addr, child.ext
@@ -1292,16 +1391,27 @@ class RouterCore:
         if echo is not None:
             if echo.request:
                 self.counters["echo_requests"] += 1
-                src = packet.dst if not packet.dst.is_multicast else (
-                    self.link_local if packet.src.is_link_local else self.addresses.ml_eid)  # fmt: skip
-                reply = echo_packet(src, packet.src, Echo(False, echo.identifier, echo.sequence,
-                                                          echo.data))  # fmt: skip
+                src = (
+                    packet.dst
+                    if not packet.dst.is_multicast
+                    else (self.link_local if packet.src.is_link_local else self.addresses.ml_eid)
+                )
+                reply = echo_packet(
+                    src, packet.src, Echo(False, echo.identifier, echo.sequence, echo.data)
+                )
                 self._send_packet(reply, now)
             else:
                 out = self._pings.pop((echo.identifier, echo.sequence), None)
-                self._events.append(PingReply(packet.src, echo.identifier, echo.sequence,
-                                              len(echo.data), packet.hop_limit,
-                                              None if out is None else now - out.sent))  # fmt: skip
+                self._events.append(
+                    PingReply(
+                        packet.src,
+                        echo.identifier,
+                        echo.sequence,
+                        len(echo.data),
+                        packet.hop_limit,
+                        None if out is None else now - out.sent,
+                    )
+                )
             return
         if packet.next_header == PROTO_UDP:
             try:
@@ -1322,8 +1432,11 @@ class RouterCore:
         except ParseError:
             self.counters["tmf_malformed"] += 1
             return True
-        if msg.is_request and msg.tmf_uri not in (TmfUri.ADDRESS_QUERY, TmfUri.ADDRESS_NOTIFY,
-                                                  TmfUri.ADDRESS_ERROR):  # fmt: skip
+        if msg.is_request and msg.tmf_uri not in (
+            TmfUri.ADDRESS_QUERY,
+            TmfUri.ADDRESS_NOTIFY,
+            TmfUri.ADDRESS_ERROR,
+        ):
             return False
         inc = self.coap.receive(msg, now)
         if inc.kind in ("response", "reset"):
@@ -1377,10 +1490,10 @@ class RouterCore:
             if c.has_address(target, self.ml_prefix) and c.ml_eid_iid is not None:
                 self._notify(querier, target, c.ml_eid_iid, int(now - c.last_heard), now)
 
-    def _notify(self, dst: Addr, target: Addr, ml_iid: bytes, ltt: int | None,
-                now: float) -> None:  # fmt: skip
-        tlvs = AddressTlvs(target=target, ml_eid_iid=ml_iid, rloc16=self.rloc16,
-                           last_transaction_time=ltt).to_tlvs()  # fmt: skip
+    def _notify(self, dst: Addr, target: Addr, ml_iid: bytes, ltt: int | None, now: float) -> None:
+        tlvs = AddressTlvs(
+            target=target, ml_eid_iid=ml_iid, rloc16=self.rloc16, last_transaction_time=ltt
+        ).to_tlvs()
         msg = self.coap.request(TmfUri.ADDRESS_NOTIFY, tlvs, now=now)
         self._tmf_dst[msg.token] = (self._rloc(), dst, TMF_PORT)
         self._send_tmf(self._rloc(), dst, TMF_PORT, msg, now)
@@ -1413,8 +1526,9 @@ class RouterCore:
             self.resolver.remove(dst)
         if self.resolver.resolve(dst, packet, now):
             tlvs = AddressTlvs(target=dst).to_tlvs()
-            q = self.coap.request(TmfUri.ADDRESS_QUERY, tlvs, now=now, confirmable=False,
-                                  expect_response=False)  # fmt: skip
+            q = self.coap.request(
+                TmfUri.ADDRESS_QUERY, tlvs, now=now, confirmable=False, expect_response=False
+            )
             self._send_tmf(self._rloc(), REALM_LOCAL_ALL_ROUTERS, TMF_PORT, q, now)
             self.counters["address_queries_tx"] += 1
         return "resolving"
@@ -1431,8 +1545,15 @@ class RouterCore:
         if isinstance(src, ExtAddress) and packet.dst.is_link_local:
             dst = child.ext
         try:
-            frames = data_frames(packet, src=src, dst=dst, pan_id=self.pan_id, tags=self._tags,
-                                 key_index=self.keys.mac_key_index, contexts=self._contexts())  # fmt: skip
+            frames = data_frames(
+                packet,
+                src=src,
+                dst=dst,
+                pan_id=self.pan_id,
+                tags=self._tags,
+                key_index=self.keys.mac_key_index,
+                contexts=self._contexts(),
+            )
         except InvalidArgument:
             self.counters["ip_too_big"] += 1
             return
@@ -1467,9 +1588,15 @@ class RouterCore:
             self.ext_addr if packet.src == self.link_local else ShortAddress(self.rloc16)
         )
         try:
-            frames = data_frames(packet, src=src, dst=BROADCAST, pan_id=self.pan_id,
-                                 tags=self._tags, key_index=self.keys.mac_key_index,
-                                 contexts=self._contexts())  # fmt: skip
+            frames = data_frames(
+                packet,
+                src=src,
+                dst=BROADCAST,
+                pan_id=self.pan_id,
+                tags=self._tags,
+                key_index=self.keys.mac_key_index,
+                contexts=self._contexts(),
+            )
         except InvalidArgument:
             self.counters["ip_too_big"] += 1
             return
@@ -1486,8 +1613,9 @@ class RouterCore:
                 seq = self._mpl_sequence
                 self._mpl_sequence = (seq + 1) & 0xFF
                 seed = None if packet.src == self._rloc() else self.rloc16
-                self.mpl.seen(packet.src.packed if seed is None else seed.to_bytes(2, "big"),
-                              seq, now)  # fmt: skip
+                self.mpl.seen(
+                    packet.src.packed if seed is None else seed.to_bytes(2, "big"), seq, now
+                )
                 self._forward_multicast(add_mpl(packet, MplOption(seq, seed)), now, None)
             else:
                 self._broadcast(packet, now)
@@ -1519,8 +1647,17 @@ class RouterCore:
             raise NotAttached("the Thread network is not up")
         return self._send_packet(packet, now)
 
-    def ping(self, dst: Addr | str, now: float, *, size: int = 8, identifier: int = 1,
-             sequence: int = 1, hop_limit: int = 64, src: Addr | None = None) -> str:  # fmt: skip
+    def ping(
+        self,
+        dst: Addr | str,
+        now: float,
+        *,
+        size: int = 8,
+        identifier: int = 1,
+        sequence: int = 1,
+        hop_limit: int = 64,
+        src: Addr | None = None,
+    ) -> str:
         """Send an ICMPv6 Echo Request; the reply arrives as a
         :class:`~gateway.thread.network.events.PingReply` event. Returns what
         :meth:`send_ip6` returns; raises :class:`AddressUnresolved` for an RLOC nobody has."""
@@ -1537,8 +1674,9 @@ class RouterCore:
             else:
                 src = self.addresses.ml_eid
         data = bytes(i & 0xFF for i in range(size))
-        pkt = echo_packet(src, d, Echo(True, identifier & 0xFFFF, sequence & 0xFFFF, data),
-                          hop_limit=hop_limit)  # fmt: skip
+        pkt = echo_packet(
+            src, d, Echo(True, identifier & 0xFFFF, sequence & 0xFFFF, data), hop_limit=hop_limit
+        )
         self._pings[(identifier & 0xFFFF, sequence & 0xFFFF)] = _PingOut(now, d)
         if len(self._pings) > 256:
             self._pings.pop(next(iter(self._pings)))
@@ -1553,9 +1691,14 @@ class RouterCore:
         if not self.attached:
             return None
         times: list[float] = []
-        for t in (self.trickle.next_timeout(), self._id_bump_due, self.keys.next_timeout(),
-                  self.netdata.next_timeout(), self.resolver.next_timeout(),
-                  self.coap.next_timeout()):  # fmt: skip
+        for t in (
+            self.trickle.next_timeout(),
+            self._id_bump_due,
+            self.keys.next_timeout(),
+            self.netdata.next_timeout(),
+            self.resolver.next_timeout(),
+            self.coap.next_timeout(),
+        ):
             if t is not None:
                 times.append(t)
         for c in self.children_table:
@@ -1601,11 +1744,21 @@ class RouterCore:
                 self._send_parent_response(c, now)
             if c.update_due is not None and now >= c.update_due:
                 self._child_update_due(c, now)
-            if c.valid and c.sleepy and c.supervision_interval and not c.queue.pending \
-                    and now >= c.last_tx + c.supervision_interval:  # fmt: skip
+            if (
+                c.valid
+                and c.sleepy
+                and c.supervision_interval
+                and not c.queue.pending
+                and now >= c.last_tx + c.supervision_interval
+            ):
                 src, dst = self._child_link_addresses(c)
-                self._enqueue(c, [empty_data_frame(src=src, dst=dst, pan_id=self.pan_id)],
-                              "supervision", "supervision", now)  # fmt: skip
+                self._enqueue(
+                    c,
+                    [empty_data_frame(src=src, dst=dst, pan_id=self.pan_id)],
+                    "supervision",
+                    "supervision",
+                    now,
+                )
                 c.last_tx = now
                 self.counters["supervision_frames"] += 1
 
@@ -1678,21 +1831,23 @@ class RouterCore:
             ml = c.ml_eid(self.ml_prefix)
             if ml is not None:
                 addrs.insert(0, str(ml))
-            out.append({
-                "rloc16": None if c.rloc16 is None else f"0x{c.rloc16:04x}",
-                "ext_addr": c.ext.hex(),
-                "state": c.state.value,
-                "mode": mode_string(c.mode),
-                "version": c.version,
-                "timeout_s": int(c.timeout),
-                "age_s": round(now - c.last_heard, 1),
-                "link_margin_db": c.link_margin,
-                "lq_in": _lq(c.link_margin),
-                "netdata_version": c.netdata_version,
-                "supervision_interval_s": c.supervision_interval,
-                "queued_messages": len(c.queue),
-                "addresses": addrs,
-            })  # fmt: skip
+            out.append(
+                {
+                    "rloc16": None if c.rloc16 is None else f"0x{c.rloc16:04x}",
+                    "ext_addr": c.ext.hex(),
+                    "state": c.state.value,
+                    "mode": mode_string(c.mode),
+                    "version": c.version,
+                    "timeout_s": int(c.timeout),
+                    "age_s": round(now - c.last_heard, 1),
+                    "link_margin_db": c.link_margin,
+                    "lq_in": _lq(c.link_margin),
+                    "netdata_version": c.netdata_version,
+                    "supervision_interval_s": c.supervision_interval,
+                    "queued_messages": len(c.queue),
+                    "addresses": addrs,
+                }
+            )
         return out
 
     def netdata_view(self) -> dict[str, Any]:

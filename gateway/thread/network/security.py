@@ -196,8 +196,9 @@ class KeyManager:
         self.switches.append(key_sequence)
         return True
 
-    def process_peer_key_sequence(self, key_sequence: int, now: float, *, authoritative: bool,
-                                  from_valid_neighbor: bool) -> str:  # fmt: skip
+    def process_peer_key_sequence(
+        self, key_sequence: int, now: float, *, authoritative: bool, from_valid_neighbor: bool
+    ) -> str:
         """``Mle::ProcessKeySequence`` for an authenticated message: ``"same"``, ``"switched"``,
         ``"guarded"`` (a peer's +1 during the guard), ``"resync"`` (a larger jump from a valid
         neighbour by a peer message: re-synchronise with a challenge) or ``"ignored"``."""

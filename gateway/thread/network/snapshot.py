@@ -50,8 +50,9 @@ def _check_version(d: Any, kind: str) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise InvalidSnapshot(f"the {kind} snapshot is not an object")
     if d.get("version") != SNAPSHOT_VERSION:
-        raise InvalidSnapshot(f"the {kind} snapshot has version {d.get('version')!r}, "
-                              f"not {SNAPSHOT_VERSION}")  # fmt: skip
+        raise InvalidSnapshot(
+            f"the {kind} snapshot has version {d.get('version')!r}, not {SNAPSHOT_VERSION}"
+        )
     return d
 
 
