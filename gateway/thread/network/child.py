@@ -1114,7 +1114,9 @@ class ChildCore:
             return
         if echo is not None:
             if echo.request:
-                src = packet.dst if not packet.dst.is_multicast else self.ml_eid
+                src = packet.dst
+                if src.is_multicast:
+                    src = self.link_local if packet.src.is_link_local else self.ml_eid
                 self._send_ip(
                     echo_packet(
                         src, packet.src, Echo(False, echo.identifier, echo.sequence, echo.data)
@@ -1153,7 +1155,9 @@ class ChildCore:
             seq = self._mpl_sequence
             self._mpl_sequence = (seq + 1) & 0xFF
             rloc = locator_address(self.ml_prefix, self.rloc16)
-            packet = add_mpl(packet, MplOption(seq, None if packet.src == rloc else self.rloc16))
+            seed = None if packet.src == rloc else self.rloc16
+            self.mpl.seen(packet.src.packed if seed is None else seed.to_bytes(2, "big"), seq, now)
+            packet = add_mpl(packet, MplOption(seq, seed))
         src: ExtAddress | ShortAddress = (
             self.ext_addr if packet.src == self.link_local else ShortAddress(self.rloc16)
         )

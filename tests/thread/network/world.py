@@ -101,9 +101,15 @@ class NetWorld:
         ext: ExtAddress | None = None,
         saved: ChildNodeSnapshot | None = None,
         start: bool = True,
+        full_network_data: bool = False,
         **kw: object,
     ) -> Node:
-        cfg = ChildConfig(rx_on=rx_on, timeout=timeout, poll_period=poll_period)
+        cfg = ChildConfig(
+            rx_on=rx_on,
+            timeout=timeout,
+            poll_period=poll_period,
+            full_network_data=full_network_data,
+        )
         core = ChildCore(
             self.ds,
             ext or ExtAddress(self.rng.randbytes(8)),
