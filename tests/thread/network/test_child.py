@@ -40,8 +40,12 @@ NOW = 50.0
 
 
 def child(**kw: object) -> ChildCore:
-    c = ChildCore(dataset(), ExtAddress.from_hex("c0ffee0000000001"), rng=random.Random(2),
-                  config=ChildConfig(**kw))  # type: ignore[arg-type]  # fmt: skip
+    c = ChildCore(
+        dataset(),
+        ExtAddress.from_hex("c0ffee0000000001"),
+        rng=random.Random(2),
+        config=ChildConfig(**kw),  # type: ignore[arg-type]
+    )
     c.start(NOW)
     return c
 
@@ -108,13 +112,20 @@ class FakeParent:
 
     def parent_response(self, pr: object) -> list[MacFrame]:
         ch = pr.message.get(ChallengeTlv).value  # type: ignore[attr-defined]
-        msg = MleMessage(MleCommand.PARENT_RESPONSE, (
-            SourceAddressTlv(self.rloc16), LeaderDataTlv(0x1234, 64, 1, 1, self.rloc16 >> 10),
-            LinkFrameCounterTlv(0), MleFrameCounterTlv(self.peer.keys.mle_frame_counter),
-            ResponseTlv(ch), ChallengeTlv(self.challenge), LinkMarginTlv(self.margin),
-            ConnectivityTlv(active_routers=1, sed_buffer_size=1280, sed_datagram_count=1),
-            VersionTlv(5),
-        ))  # fmt: skip
+        msg = MleMessage(
+            MleCommand.PARENT_RESPONSE,
+            (
+                SourceAddressTlv(self.rloc16),
+                LeaderDataTlv(0x1234, 64, 1, 1, self.rloc16 >> 10),
+                LinkFrameCounterTlv(0),
+                MleFrameCounterTlv(self.peer.keys.mle_frame_counter),
+                ResponseTlv(ch),
+                ChallengeTlv(self.challenge),
+                LinkMarginTlv(self.margin),
+                ConnectivityTlv(active_routers=1, sed_buffer_size=1280, sed_datagram_count=1),
+                VersionTlv(5),
+            ),
+        )
         return self.peer.mle(msg, ll(pr.sender), mac_dst=pr.sender)  # type: ignore[attr-defined]
 
 
@@ -168,9 +179,11 @@ def test_child_id_request_tlvs_fit_one_frame() -> None:
         types = [x.TYPE for x in req.message.tlvs]  # type: ignore[attr-defined]
         # §4.3: Response, Link FC, MLE FC, Mode, Timeout, Version, [Supervision], Address
         # Registration, TLV Request {10, 12}, Active Timestamp
-        expect = [T.RESPONSE, T.LINK_FRAME_COUNTER, T.MLE_FRAME_COUNTER, T.MODE, T.TIMEOUT,
-                  T.VERSION] + ([] if rx_on else [T.SUPERVISION_INTERVAL]) + [
-                  T.ADDRESS_REGISTRATION, T.TLV_REQUEST, T.ACTIVE_TIMESTAMP]  # fmt: skip
+        expect = (
+            [T.RESPONSE, T.LINK_FRAME_COUNTER, T.MLE_FRAME_COUNTER, T.MODE, T.TIMEOUT, T.VERSION]
+            + ([] if rx_on else [T.SUPERVISION_INTERVAL])
+            + [T.ADDRESS_REGISTRATION, T.TLV_REQUEST, T.ACTIVE_TIMESTAMP]
+        )
         assert types == expect
         assert req.message.get(TlvRequestTlv).value == (10, 12)  # type: ignore[attr-defined]
         if not rx_on:  # a sleepy child polls the candidate every 100 ms for its answer
@@ -194,9 +207,19 @@ def test_child_id_response_with_a_foreign_address16_is_refused() -> None:
     c.poll(t2)
     req = mle_of(c, c.actions()[0])
     for a16, nd in ((0x0801, True), (0x0401, False), (0x0400, True)):
-        msg = MleMessage(MleCommand.CHILD_ID_RESPONSE, tuple(x for x in (
-            SourceAddressTlv(0x0400), LeaderDataTlv(0x1234, 64, 1, 1, 1), Address16Tlv(a16),
-            NetworkDataTlv(b"") if nd else None) if x is not None))  # fmt: skip
+        msg = MleMessage(
+            MleCommand.CHILD_ID_RESPONSE,
+            tuple(
+                x
+                for x in (
+                    SourceAddressTlv(0x0400),
+                    LeaderDataTlv(0x1234, 64, 1, 1, 1),
+                    Address16Tlv(a16),
+                    NetworkDataTlv(b"") if nd else None,
+                )
+                if x is not None
+            ),
+        )
         for f in fp.peer.mle(msg, req.src, mac_dst=c.ext_addr):  # type: ignore[attr-defined]
             c.frame_received(f, t2 + 0.1)
         assert c.role is ChildRole.ATTACHING
@@ -271,9 +294,14 @@ def test_restore_falls_back_to_attach_when_the_parent_does_not_know_us() -> None
     assert snap is not None
     med.alive = False
     world.parent.remove_child(med.ext, world.now)
-    again = world.add_child(rx_on=True, timeout=30, ext=med.ext, saved=snap,
-                            mle_frame_counter=snap.mle_frame_counter + 1000,
-                            mac_frame_counter=snap.mac_frame_counter + 1000)  # fmt: skip
+    again = world.add_child(
+        rx_on=True,
+        timeout=30,
+        ext=med.ext,
+        saved=snap,
+        mle_frame_counter=snap.mle_frame_counter + 1000,
+        mac_frame_counter=snap.mac_frame_counter + 1000,
+    )
     world.run_until(lambda: again.core.attached, 30)
     assert again.core.counters["detach_rejected_by_parent"] == 1
     assert again.core.counters["parent_requests"] >= 1
@@ -291,7 +319,13 @@ def test_config_and_snapshot_validation() -> None:
     good = ChildNodeSnapshot("00" * 8, "11" * 8, 0x400, 0x401, 0x0C, 240, 0, 5, 6, "22" * 8)
     assert ChildNodeSnapshot.from_dict(good.to_dict()) == good
     broken: object
-    for broken in ({}, {**good.to_dict(), "version": 9}, {**good.to_dict(), "rloc16": -1},
-                   {**good.to_dict(), "ext": "zz"}, {**good.to_dict(), "mode": "x"}, []):  # fmt: skip
+    for broken in (
+        {},
+        {**good.to_dict(), "version": 9},
+        {**good.to_dict(), "rloc16": -1},
+        {**good.to_dict(), "ext": "zz"},
+        {**good.to_dict(), "mode": "x"},
+        [],
+    ):
         with pytest.raises(InvalidSnapshot):
             ChildNodeSnapshot.from_dict(broken)

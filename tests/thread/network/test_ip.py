@@ -104,8 +104,13 @@ def tmf_from_child(world: NetWorld, node: Node, dst: Addr, msg: TmfMessage) -> N
 
 def test_the_parent_answers_address_queries_for_its_children(world: NetWorld) -> None:
     med, sed = world.nodes[0], world.nodes[1]
-    q = tmf_request(TmfUri.ADDRESS_QUERY, AddressTlvs(target=sed.core.ml_eid).to_tlvs(), mid=1,
-                    token=b"", confirmable=False)  # fmt: skip
+    q = tmf_request(
+        TmfUri.ADDRESS_QUERY,
+        AddressTlvs(target=sed.core.ml_eid).to_tlvs(),
+        mid=1,
+        token=b"",
+        confirmable=False,
+    )
     tmf_from_child(world, med, Addr("ff03::2"), q)
     world.run(1)
     notes = [e for e in med.events if isinstance(e, UdpReceived) and e.dst_port == TMF_PORT]
@@ -119,8 +124,13 @@ def test_the_parent_answers_address_queries_for_its_children(world: NetWorld) ->
     assert f.last_transaction_time is not None and f.last_transaction_time <= 2
     assert notes[0].src == locator_address(world.parent.ml_prefix, world.parent.rloc16)
     # and for itself
-    q2 = tmf_request(TmfUri.ADDRESS_QUERY, AddressTlvs(target=world.parent.addresses.ml_eid)
-                     .to_tlvs(), mid=2, token=b"", confirmable=False)  # fmt: skip
+    q2 = tmf_request(
+        TmfUri.ADDRESS_QUERY,
+        AddressTlvs(target=world.parent.addresses.ml_eid).to_tlvs(),
+        mid=2,
+        token=b"",
+        confirmable=False,
+    )
     tmf_from_child(world, med, Addr("ff03::2"), q2)
     world.run(1)
     notes = [e for e in med.events if isinstance(e, UdpReceived) and e.dst_port == TMF_PORT]
@@ -139,8 +149,12 @@ def test_an_unknown_mesh_local_eid_is_queried_and_resolved_by_notification(world
     world._pump()
     # the answer: an Address Notification that names the med's RLOC16 for that EID
     assert med.core.rloc16 is not None
-    an = tmf_request(TmfUri.ADDRESS_NOTIFY, AddressTlvs(target=eid, ml_eid_iid=bytes(8),
-                     rloc16=med.core.rloc16).to_tlvs(), mid=3, token=b"\x01\x02")  # fmt: skip
+    an = tmf_request(
+        TmfUri.ADDRESS_NOTIFY,
+        AddressTlvs(target=eid, ml_eid_iid=bytes(8), rloc16=med.core.rloc16).to_tlvs(),
+        mid=3,
+        token=b"\x01\x02",
+    )
     tmf_from_child(world, med, locator_address(p.ml_prefix, p.rloc16), an)
     world.run(0.5)
     assert p.counters["address_notifications"] == 1

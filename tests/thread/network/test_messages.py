@@ -77,9 +77,17 @@ def test_parent_response_tlvs_in_openthread_order_and_values() -> None:
     pr, frames = exchange_parent_request(core, peer)
     # §4.2: Source Address, Leader Data, Link FC, MLE FC, Response, Challenge, Link Margin,
     # Connectivity, Version
-    assert tlv_types(pr) == [T.SOURCE_ADDRESS, T.LEADER_DATA, T.LINK_FRAME_COUNTER,
-                             T.MLE_FRAME_COUNTER, T.RESPONSE, T.CHALLENGE, T.LINK_MARGIN,
-                             T.CONNECTIVITY, T.VERSION]  # fmt: skip
+    assert tlv_types(pr) == [
+        T.SOURCE_ADDRESS,
+        T.LEADER_DATA,
+        T.LINK_FRAME_COUNTER,
+        T.MLE_FRAME_COUNTER,
+        T.RESPONSE,
+        T.CHALLENGE,
+        T.LINK_MARGIN,
+        T.CONNECTIVITY,
+        T.VERSION,
+    ]
     m = pr.message
     assert m.get(SourceAddressTlv).value == 21 << 10 == 0x5400
     ld = m.get(LeaderDataTlv)
@@ -128,8 +136,15 @@ def test_parent_response_delay_is_random_within_the_scan_mask_bound() -> None:
     assert peer2.ext not in [c.ext for c in core.children_table]
 
 
-def attach(core: RouterCore, peer: Peer, *, mode: int = 0x0C, sup: int | None = None,
-           requests: tuple[int, ...] = (T.ADDRESS16, T.NETWORK_DATA), active_ts: bool = False):  # fmt: skip
+def attach(
+    core: RouterCore,
+    peer: Peer,
+    *,
+    mode: int = 0x0C,
+    sup: int | None = None,
+    requests: tuple[int, ...] = (T.ADDRESS16, T.NETWORK_DATA),
+    active_ts: bool = False,
+):
     pr, _ = exchange_parent_request(core, peer, mode=mode)
     challenge = pr.message.get(ChallengeTlv).value
     req = peer.child_id_request(challenge, mode=mode, requests=requests)
@@ -157,16 +172,24 @@ def test_child_id_response_for_a_med_without_active_timestamp() -> None:
     r = msgs[0]
     # §4.4: Source Address, Leader Data, Active Timestamp, Address16, then the request list
     # (Network Data, Active Dataset since the child sent no timestamp), Address Registration
-    assert tlv_types(r) == [T.SOURCE_ADDRESS, T.LEADER_DATA, T.ACTIVE_TIMESTAMP, T.ADDRESS16,
-                            T.NETWORK_DATA, T.ACTIVE_DATASET, T.ADDRESS_REGISTRATION]  # fmt: skip
+    assert tlv_types(r) == [
+        T.SOURCE_ADDRESS,
+        T.LEADER_DATA,
+        T.ACTIVE_TIMESTAMP,
+        T.ADDRESS16,
+        T.NETWORK_DATA,
+        T.ACTIVE_DATASET,
+        T.ADDRESS_REGISTRATION,
+    ]
     a16 = r.message.get(Address16Tlv)
     assert a16 is not None and a16.value == 0x5401  # first child ID under router 21
     # the Active Dataset TLV is the dataset without its timestamp, which is MLE TLV 22
     ads = r.message.get(ActiveDatasetTlv)
     assert ads is not None and b"\x0e\x08" not in ads.value[:2]
     assert core.dataset.active_timestamp is not None
-    rebuilt = ActiveDataset.from_bytes(McActiveTimestamp(core.dataset.active_timestamp).to_bytes()
-                                       + ads.value)  # fmt: skip
+    rebuilt = ActiveDataset.from_bytes(
+        McActiveTimestamp(core.dataset.active_timestamp).to_bytes() + ads.value
+    )
     assert rebuilt == core.dataset
     # Network Data: a child without the N bit gets the stable subset, which loses the
     # commissioning data; the mesh-local prefix never appears (§8.3, §8.5)
@@ -214,9 +237,15 @@ def test_child_id_response_for_a_sleepy_child_is_indirect_with_supervision_echo(
     ]
     assert len(msgs) == 1
     # the child held the current Active Timestamp: no Active Dataset; the echo last
-    assert tlv_types(msgs[0]) == [T.SOURCE_ADDRESS, T.LEADER_DATA, T.ACTIVE_TIMESTAMP,
-                                  T.ADDRESS16, T.NETWORK_DATA, T.SUPERVISION_INTERVAL,
-                                  T.ADDRESS_REGISTRATION]  # fmt: skip
+    assert tlv_types(msgs[0]) == [
+        T.SOURCE_ADDRESS,
+        T.LEADER_DATA,
+        T.ACTIVE_TIMESTAMP,
+        T.ADDRESS16,
+        T.NETWORK_DATA,
+        T.SUPERVISION_INTERVAL,
+        T.ADDRESS_REGISTRATION,
+    ]
     # frame pending set on every fragment but the last (§6)
     pend = [f.tx.frame.frame_pending for f in frames if f.what == "child id response"]
     assert pend and pend[-1] is False and all(pend[:-1])
@@ -282,10 +311,18 @@ def test_child_update_response_order_and_mode_echo() -> None:
     core = leader()
     peer = Peer(core.dataset, ExtAddress.from_hex("aabbccddeeff0041"))
     attach(core, peer)
-    cur = MleMessage(MleCommand.CHILD_UPDATE_REQUEST, (
-        ModeTlv(0x0D), ChallengeTlv(b"\x01" * 8), SourceAddressTlv(0x5401), LeaderDataTlv(core.partition_id),
-        TimeoutTlv(120), AddressRegistrationTlv(()), TlvRequestTlv((T.NETWORK_DATA,)),
-    ))  # fmt: skip
+    cur = MleMessage(
+        MleCommand.CHILD_UPDATE_REQUEST,
+        (
+            ModeTlv(0x0D),
+            ChallengeTlv(b"\x01" * 8),
+            SourceAddressTlv(0x5401),
+            LeaderDataTlv(core.partition_id),
+            TimeoutTlv(120),
+            AddressRegistrationTlv(()),
+            TlvRequestTlv((T.NETWORK_DATA,)),
+        ),
+    )
     for f in peer.mle(cur, ll(GATEWAY_EXT)):
         core.frame_received(f, NOW + 2)
     out = read_mle(core.frames_to_send(), peer.keys)
@@ -293,10 +330,19 @@ def test_child_update_response_order_and_mode_echo() -> None:
     assert len(rsp) == 1
     # §5.1: Response, Source Address, Mode, Link Margin, Leader Data, MLE FC, Link FC,
     # Address Registration, Timeout, then the requested Network Data + Active Timestamp
-    assert tlv_types(rsp[0]) == [T.RESPONSE, T.SOURCE_ADDRESS, T.MODE, T.LINK_MARGIN,
-                                 T.LEADER_DATA, T.MLE_FRAME_COUNTER, T.LINK_FRAME_COUNTER,
-                                 T.ADDRESS_REGISTRATION, T.TIMEOUT, T.NETWORK_DATA,
-                                 T.ACTIVE_TIMESTAMP]  # fmt: skip
+    assert tlv_types(rsp[0]) == [
+        T.RESPONSE,
+        T.SOURCE_ADDRESS,
+        T.MODE,
+        T.LINK_MARGIN,
+        T.LEADER_DATA,
+        T.MLE_FRAME_COUNTER,
+        T.LINK_FRAME_COUNTER,
+        T.ADDRESS_REGISTRATION,
+        T.TIMEOUT,
+        T.NETWORK_DATA,
+        T.ACTIVE_TIMESTAMP,
+    ]
     assert rsp[0].message.get(ModeTlv).value == 0x0D  # type: ignore[union-attr]
     c = core.children_table.get(peer.ext)
     assert c is not None and c.timeout == 120 and c.mode == 0x0D
@@ -309,13 +355,21 @@ def test_data_response_to_a_data_request() -> None:
     req = MleMessage(MleCommand.DATA_REQUEST, (TlvRequestTlv((T.NETWORK_DATA,)),))
     for f in peer.mle(req, ll(GATEWAY_EXT)):
         core.frame_received(f, NOW + 3)
-    rsp = [m for m in read_mle(core.frames_to_send(), peer.keys)
-           if m.message.command == MleCommand.DATA_RESPONSE]  # fmt: skip
+    rsp = [
+        m
+        for m in read_mle(core.frames_to_send(), peer.keys)
+        if m.message.command == MleCommand.DATA_RESPONSE
+    ]
     assert len(rsp) == 1
     # §5.3: Source Address, Leader Data, Active TS, requested (Network Data, Active Dataset
     # since the request carried no timestamp)
-    assert tlv_types(rsp[0]) == [T.SOURCE_ADDRESS, T.LEADER_DATA, T.ACTIVE_TIMESTAMP,
-                                 T.NETWORK_DATA, T.ACTIVE_DATASET]  # fmt: skip
+    assert tlv_types(rsp[0]) == [
+        T.SOURCE_ADDRESS,
+        T.LEADER_DATA,
+        T.ACTIVE_TIMESTAMP,
+        T.NETWORK_DATA,
+        T.ACTIVE_DATASET,
+    ]
 
 
 def test_network_data_change_multicasts_a_data_response_and_bumps_only_the_full_version() -> None:

@@ -88,8 +88,10 @@ def test_replayed_mle_and_mac_frame_counters_are_rejected() -> None:
     attach(core, peer)
     c = core.children_table.get(peer.ext)
     assert c is not None and c.valid
-    cur = MleMessage(MleCommand.CHILD_UPDATE_REQUEST, (ModeTlv(0x0C), SourceAddressTlv(c.rloc16 or 0),
-                                                       LeaderDataTlv(core.partition_id)))  # fmt: skip
+    cur = MleMessage(
+        MleCommand.CHILD_UPDATE_REQUEST,
+        (ModeTlv(0x0C), SourceAddressTlv(c.rloc16 or 0), LeaderDataTlv(core.partition_id)),
+    )
     frames = peer.mle(cur, ll(GATEWAY_EXT))
     feed(core, frames, NOW + 2)
     assert len(read_mle(core.frames_to_send(), peer.keys)) == 1
@@ -127,8 +129,14 @@ def test_malformed_and_foreign_input_never_raises() -> None:
             continue
         core.frame_received(frame, NOW)
     # an unsecured non-MLE frame belongs to the commissioning core
-    data = MacFrame.create(FrameType.DATA, dst=GATEWAY_EXT, dst_pan=core.pan_id, src=peer.ext,
-                           src_pan=core.pan_id, payload=b"\x41" + bytes(40))  # fmt: skip
+    data = MacFrame.create(
+        FrameType.DATA,
+        dst=GATEWAY_EXT,
+        dst_pan=core.pan_id,
+        src=peer.ext,
+        src_pan=core.pan_id,
+        payload=b"\x41" + bytes(40),
+    )
     assert core.frame_received(data, NOW) is False
     # MAC-secured from a neighbour we do not know
     assert core.frame_received(peer.poll(GATEWAY_EXT), NOW) is True
@@ -213,8 +221,15 @@ def test_timeout_zero_is_a_graceful_detach() -> None:
     c = core.children_table.get(peer.ext)
     assert c is not None and c.rloc16 is not None
     core.events()
-    msg = MleMessage(MleCommand.CHILD_UPDATE_REQUEST, (ModeTlv(0x0C), SourceAddressTlv(c.rloc16),
-                                                       LeaderDataTlv(core.partition_id), TimeoutTlv(0)))  # fmt: skip
+    msg = MleMessage(
+        MleCommand.CHILD_UPDATE_REQUEST,
+        (
+            ModeTlv(0x0C),
+            SourceAddressTlv(c.rloc16),
+            LeaderDataTlv(core.partition_id),
+            TimeoutTlv(0),
+        ),
+    )
     feed(core, peer.mle(msg, ll(GATEWAY_EXT)), NOW + 2)
     assert core.children_table.get(peer.ext) is None
     assert [e for e in core.events() if isinstance(e, ChildRemoved)]
@@ -233,16 +248,19 @@ def test_a_child_on_the_next_key_sequence_switches_us_within_the_guard_rules() -
     assert [e for e in core.events() if isinstance(e, KeySequenceChanged)]
     assert core.keys.guard_active(NOW + 2)
     peer.keys.set_key_sequence(2, NOW)
-    cur = MleMessage(MleCommand.CHILD_UPDATE_REQUEST, (ModeTlv(0x0C), SourceAddressTlv(c.rloc16),
-                                                       LeaderDataTlv(core.partition_id)))  # fmt: skip
+    cur = MleMessage(
+        MleCommand.CHILD_UPDATE_REQUEST,
+        (ModeTlv(0x0C), SourceAddressTlv(c.rloc16), LeaderDataTlv(core.partition_id)),
+    )
     feed(core, peer.mle(cur, ll(GATEWAY_EXT)), NOW + 3)
     assert core.keys.key_sequence == 1  # a peer message inside the guard: not adopted
     assert read_mle(core.frames_to_send(), peer.keys)  # but answered
 
 
 def test_an_authoritative_child_id_request_moves_the_key_sequence() -> None:
-    core = RouterCore(leader().dataset, GATEWAY_EXT, rng=random.Random(4),
-                      config=RouterConfig(router_id=3))  # fmt: skip
+    core = RouterCore(
+        leader().dataset, GATEWAY_EXT, rng=random.Random(4), config=RouterConfig(router_id=3)
+    )
     core.start(NOW)
     peer = Peer(core.dataset, ExtAddress.from_hex("0102030405060708"))
     pr, _ = exchange_parent_request(core, peer)

@@ -49,9 +49,7 @@ from tests.thread.network.world import GATEWAY_EXT, NetWorld, dataset
 Addr = ipaddress.IPv6Address
 
 # src/cli/cli_network_data.cpp's `netdata show -x` example, decoded in the fact sheet §8.1
-OT_NETDATA = bytes.fromhex(
-    "08040b021747" "03140040fd00deadbeefcafe" "0504dc003300" "07021140"
-)  # fmt: skip
+OT_NETDATA = bytes.fromhex("08040b02174703140040fd00deadbeefcafe0504dc00330007021140")
 
 
 def test_the_openthread_netdata_example_decodes_and_round_trips() -> None:
@@ -78,15 +76,20 @@ def test_the_openthread_netdata_example_decodes_and_round_trips() -> None:
 
 def test_stable_subset_rules_for_dhcp_entries_routes_and_servers() -> None:
     nd = parse_network_data(
-        PrefixTlv.of("fd00:1::/64", [
-            BorderRouterTlv((BorderRouterEntry(0x0400, BorderRouterEntry.DHCP),), True),
-            HasRouteTlv((HasRouteEntry(0x0400, 0),), True),
-            HasRouteTlv((HasRouteEntry(0x0800, 0),), False),
-            ContextTlv(2, 64, True, True),
-        ]).to_bytes()
-        + ServiceTlv(3, b"\x5c", sub_tlvs=(ServerTlv(0x0400, b"\x01", True),), stable=True).to_bytes()
+        PrefixTlv.of(
+            "fd00:1::/64",
+            [
+                BorderRouterTlv((BorderRouterEntry(0x0400, BorderRouterEntry.DHCP),), True),
+                HasRouteTlv((HasRouteEntry(0x0400, 0),), True),
+                HasRouteTlv((HasRouteEntry(0x0800, 0),), False),
+                ContextTlv(2, 64, True, True),
+            ],
+        ).to_bytes()
+        + ServiceTlv(
+            3, b"\x5c", sub_tlvs=(ServerTlv(0x0400, b"\x01", True),), stable=True
+        ).to_bytes()
         + ServiceTlv(4, b"\x5d", sub_tlvs=(ServerTlv(0x0400, b"", False),), stable=True).to_bytes()
-    )  # fmt: skip
+    )
     st = nd.stable_subset()
     p = st.prefixes[0]
     assert [type(s).__name__ for s in p.sub_tlvs] == [
@@ -103,13 +106,23 @@ def test_stable_subset_rules_for_dhcp_entries_routes_and_servers() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["03", "0305", "0301ff", "0303" + "0081ff", "03040040fd00", "0105ffff", "0b03ff0001",
-     "0b0600" + "00000000", "0b0280", "0b0580" "ff" "00",
-     "03" "06" "0010" "fd00" "0503",  # BR sub-TLV of 3 bytes
-     "03" "06" "0010" "fd00" "0401",  # Has Route of 1 byte
-     "03" "06" "0010" "fd00" "0700",  # context too short
-     "03" "06" "0010" "fd00" "0702"],  # context truncated
-)  # fmt: skip
+    [
+        "03",
+        "0305",
+        "0301ff",
+        "0303" + "0081ff",
+        "03040040fd00",
+        "0105ffff",
+        "0b03ff0001",
+        "0b0600" + "00000000",
+        "0b0280",
+        "0b0580ff00",
+        "03060010fd000503",  # BR sub-TLV of 3 bytes
+        "03060010fd000401",  # Has Route of 1 byte
+        "03060010fd000700",  # context too short
+        "03060010fd000702",
+    ],  # context truncated
+)
 def test_malformed_network_data_is_a_parse_error(raw: str) -> None:
     with pytest.raises(ParseError):
         parse_network_data(bytes.fromhex(raw))
@@ -136,8 +149,10 @@ def test_leader_versions_and_context_ids() -> None:
     assert ctx is not None and ctx.context_id == 1 and ctx.compress  # lowest free, C = 1
     assert ld.full.prefixes[1].context is None  # Has-Route-only prefixes get none
     assert ld.contexts()[1].prefix == omr.network
-    assert not any(p.network.network_address.packed[:8] == bytes.fromhex("fddead00beef0000")
-                   for p in ld.full.prefixes)  # fmt: skip
+    assert not any(
+        p.network.network_address.packed[:8] == bytes.fromhex("fddead00beef0000")
+        for p in ld.full.prefixes
+    )
     # the BR goes: its context stays with C = 0 for 300 s, then is deleted
     assert ld.set_own_prefixes([route], 10.0)
     kept = [p for p in ld.full.prefixes if p.context is not None]
@@ -221,11 +236,19 @@ def test_router_snapshot_round_trip_and_corruption() -> None:
     assert d["role"] == "leader" and len(d["children"]) == 1
     assert world.parent.ml_eid_iid.hex() == d["ml_eid_iid"]
     bad_cases: list[object] = [
-        None, [], {**d, "version": 2}, {**d, "role": "child"}, {**d, "router_id": 63},
-        {**d, "partition_id": -1}, {**d, "partition_id": 1 << 32}, {**d, "ml_eid_iid": "zz"},
-        {**d, "children": [{"ext": "00"}]}, {**d, "children": [d["children"][0]] * 2},
-        {**d, "children": "x"}, {**d, "key_sequence": True},
-    ]  # fmt: skip
+        None,
+        [],
+        {**d, "version": 2},
+        {**d, "role": "child"},
+        {**d, "router_id": 63},
+        {**d, "partition_id": -1},
+        {**d, "partition_id": 1 << 32},
+        {**d, "ml_eid_iid": "zz"},
+        {**d, "children": [{"ext": "00"}]},
+        {**d, "children": [d["children"][0]] * 2},
+        {**d, "children": "x"},
+        {**d, "key_sequence": True},
+    ]
     for bad in bad_cases:
         with pytest.raises(InvalidSnapshot):
             RouterSnapshot.from_dict(bad)
@@ -254,7 +277,11 @@ def test_restored_leader_keeps_its_role_and_the_id_sequence_moves_past_the_reser
     again = RouterCore(ds, GATEWAY_EXT, rng=random.Random(2), saved=snap)
     again.start(500.0)
     assert (again.router_id, again.partition_id, again.weighting, again.leader_router_id) == (
-        core.router_id, core.partition_id, core.weighting, core.leader_router_id)  # fmt: skip
+        core.router_id,
+        core.partition_id,
+        core.weighting,
+        core.leader_router_id,
+    )
     assert serial_newer(again.id_sequence, sent_max)  # newer than anything sent before
     assert again.netdata.versions() == tuple((v + 1) & 0xFF for v in core.netdata.versions())
     assert again.ml_eid_iid == core.ml_eid_iid and first.router_id == snap.router_id
@@ -301,8 +328,9 @@ def test_addressing_helpers() -> None:
 
 
 def test_tmf_address_tlvs() -> None:
-    f = AddressTlvs(target=Addr("fd00::1"), ml_eid_iid=bytes(8), rloc16=0x400,
-                    last_transaction_time=7)  # fmt: skip
+    f = AddressTlvs(
+        target=Addr("fd00::1"), ml_eid_iid=bytes(8), rloc16=0x400, last_transaction_time=7
+    )
     payload = b"".join(t.to_bytes() for t in f.to_tlvs())
     assert payload.startswith(
         bytes.fromhex("0010") + Addr("fd00::1").packed + bytes.fromhex("0308")
@@ -322,8 +350,14 @@ def test_mpl_option_insert_and_strip() -> None:
         got, inner = strip_mpl(with_mpl)
         assert got == opt and inner == pkt
     assert strip_mpl(pkt) == (None, pkt)
-    bad_hbh = ("1100", "1101" "000000000000", "11006d05" "00000000", "11006d01" "00000000",
-               "11006d02c001" "0000", "11006d024001" "0000")  # fmt: skip
+    bad_hbh = (
+        "1100",
+        "1101000000000000",
+        "11006d0500000000",
+        "11006d0100000000",
+        "11006d02c0010000",
+        "11006d0240010000",
+    )
     for raw in bad_hbh:
         bad = Ipv6Packet(pkt.src, pkt.dst, 0, bytes.fromhex(raw))
         with pytest.raises(ParseError):

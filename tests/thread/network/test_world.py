@@ -4,13 +4,16 @@ is timed out and its RLOC16 freed. Plus restarts of either side."""
 
 from __future__ import annotations
 
+import random
 import time
 
 from gateway.thread.network.addressing import router_id_of
 from gateway.thread.network.child import ChildRole
-from gateway.thread.network.events import ChildAdded, ChildRemoved, RoleChanged
+from gateway.thread.network.events import ChildAdded, ChildRemoved, PingReply, RoleChanged
 from gateway.thread.network.router import RouterConfig
 from gateway.thread.network.snapshot import ChildNodeSnapshot
+from gateway.wire.dataset import new_active_dataset
+from gateway.wire.meshcop import SecurityPolicy
 from tests.thread.network.world import NetWorld
 
 TIMEOUTS = (30, 60, 120, 240)
@@ -33,8 +36,9 @@ def test_32_children_attach_and_stay_attached_for_10_minutes_then_one_times_out(
     table = world.parent.children_table
     assert len(table.valid()) == 32
     rlocs = {n.core.rloc16 for n in world.nodes}
-    assert len(rlocs) == 32 and all(r is not None and router_id_of(r) == world.parent.router_id
-                                    for r in rlocs)  # fmt: skip
+    assert len(rlocs) == 32 and all(
+        r is not None and router_id_of(r) == world.parent.router_id for r in rlocs
+    )
     for n in world.nodes:
         c = table.get(n.ext)
         assert c is not None and c.rloc16 == n.core.rloc16
@@ -122,9 +126,15 @@ def test_a_child_reboots_into_its_network_without_attaching_again() -> None:
         saved = ChildNodeSnapshot.from_dict(snap.to_dict())
         n.alive = False
         world.run(2)
-        again = world.add_child(rx_on=rx_on, timeout=60, poll_period=3, ext=n.ext, saved=saved,
-                                mle_frame_counter=saved.mle_frame_counter + 1000,
-                                mac_frame_counter=saved.mac_frame_counter + 1000)  # fmt: skip
+        again = world.add_child(
+            rx_on=rx_on,
+            timeout=60,
+            poll_period=3,
+            ext=n.ext,
+            saved=saved,
+            mle_frame_counter=saved.mle_frame_counter + 1000,
+            mac_frame_counter=saved.mac_frame_counter + 1000,
+        )
         assert again.core.role is ChildRole.RESTORING
         world.run_until(lambda again=again: bool(again.core.attached), 20)  # type: ignore[misc]
         assert again.core.rloc16 == saved.rloc16
@@ -146,3 +156,24 @@ def test_children_reattach_when_the_gateway_comes_back_without_its_state() -> No
     world.parent.start(world.now)
     world.run_until(lambda: len(world.attached()) == 2, 120)
     assert len(world.parent.children_table.valid()) == 2
+
+
+def test_key_rotation_per_the_security_policy_and_children_follow() -> None:
+    ds = new_active_dataset(
+        random.Random(3),
+        channel=15,
+        network_name="KeyNet",
+        security_policy=SecurityPolicy(rotation_hours=2),
+    )
+    world = NetWorld(ds, seed=16)
+    med = world.add_child(rx_on=True, timeout=120)
+    sed = world.add_child(rx_on=False, timeout=120, poll_period=30)
+    world.run_until(lambda: len(world.attached()) == 2, 10)
+    world.run(2 * 3600 + 60)
+    assert world.parent.keys.key_sequence == 1
+    assert med.core.keys.key_sequence == 1 and sed.core.keys.key_sequence == 1
+    assert len(world.attached()) == 2 and all(n.core.counters["attached"] == 1 for n in world.nodes)
+    assert len(world.parent.children_table.valid()) == 2
+    world.parent.ping(sed.core.ml_eid, world.now, sequence=3)
+    world.run(31)
+    assert [e for e in world.parent_events if isinstance(e, PingReply) and e.sequence == 3]
