@@ -402,3 +402,33 @@ def test_parent_request_without_the_router_bit_is_not_answered(scan: int) -> Non
     core.poll(NOW + 2)
     assert core.counters["parent_request_not_for_routers"] == 1
     assert len(core.children_table) == 0
+
+
+def test_an_ftd_child_gets_route64_listing_its_parent_and_no_registration_echo() -> None:
+    core = leader()
+    peer = Peer(core.dataset, ExtAddress.from_hex("aabbccddeeff0081"))
+    pr, _ = exchange_parent_request(core, peer, mode=0x0F)
+    challenge = pr.message.get(ChallengeTlv).value
+    req = peer.child_id_request(
+        challenge, mode=0x0F, registration=False, requests=(T.ADDRESS16, T.NETWORK_DATA, T.ROUTE64)
+    )
+    for f in peer.mle(req, ll(GATEWAY_EXT)):
+        core.frame_received(f, NOW + 1.1)
+    (r,) = [
+        m
+        for m in read_mle(core.frames_to_send(), peer.keys)
+        if m.message.command == MleCommand.CHILD_ID_RESPONSE
+    ]
+    assert tlv_types(r) == [
+        T.SOURCE_ADDRESS,
+        T.LEADER_DATA,
+        T.ACTIVE_TIMESTAMP,
+        T.ADDRESS16,
+        T.NETWORK_DATA,
+        T.ROUTE64,
+        T.ACTIVE_DATASET,
+    ]
+    r64 = r.message.get(Route64Tlv)
+    assert r64 is not None and r64.router_ids == (21,)  # lists the parent (§4.4)
+    c = core.children_table.get(peer.ext)
+    assert c is not None and c.valid and c.ftd

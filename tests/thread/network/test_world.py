@@ -177,3 +177,35 @@ def test_key_rotation_per_the_security_policy_and_children_follow() -> None:
     world.parent.ping(sed.core.ml_eid, world.now, sequence=3)
     world.run(31)
     assert [e for e in world.parent_events if isinstance(e, PingReply) and e.sequence == 3]
+
+
+def test_no_key_in_reprs_views_events_or_snapshots() -> None:
+    import json
+
+    world = NetWorld(seed=17)
+    med = world.add_child(rx_on=True, timeout=60)
+    sed = world.add_child(rx_on=False, timeout=60, poll_period=2)
+    world.run_until(lambda: len(world.attached()) == 2, 10)
+    key = world.ds.network_key
+    assert key is not None
+    mle_key, mac_key = world.parent.keys.keys_for(0)
+    secrets_hex = [k.hex() for k in (key, mle_key, mac_key)]
+    texts = [
+        repr(world.parent),
+        repr(med.core),
+        repr(sed.core),
+        repr(world.parent.keys),
+        repr(med.core.keys),
+        repr(list(world.parent.children_table)),
+        json.dumps(world.parent.status(world.now)),
+        json.dumps(world.parent.children(world.now)),
+        json.dumps(world.parent.netdata_view()),
+        json.dumps(med.core.status(world.now)),
+        json.dumps(world.parent.snapshot().to_dict()),
+        json.dumps(sed.core.snapshot().to_dict()),  # type: ignore[union-attr]
+        *(repr(e) + e.text for e in world.parent_events),
+        *(repr(e) + e.text for e in med.events),
+    ]
+    for text in texts:
+        for s in secrets_hex:
+            assert s not in text and s[:16] not in text
