@@ -142,6 +142,7 @@ from gateway.wire.mac802154 import (
 from gateway.wire.meshcop import ChannelMask, SecurityPolicy, Timestamp
 from gateway.wire.tlv import Tlv, decode_tlvs, encode_tlvs
 from tests.dtls_helpers import shuttle as shuttle_datagrams
+from tests.fuzz.fuzz_network import NETWORK_TARGETS
 
 # --- fixed material ------------------------------------------------------------------------------
 
@@ -1888,6 +1889,8 @@ TARGETS: dict[str, Target] = {
         ),
     )
 }
+# the Thread network core's targets (gateway/thread/network) live in their own module
+TARGETS.update({t.name: Target(*t) for t in NETWORK_TARGETS})
 
 
 # --- the engine -----------------------------------------------------------------------------------

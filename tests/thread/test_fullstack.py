@@ -92,6 +92,7 @@ def test_native_commissioner_admits_the_reference_joiner(stack: ThreadStack, tmp
             ds.ext_pan_id,
         )
         assert ds.network_key is not None and ds.network_key.hex() not in proc.stdout
+
         # the joiner may exit before the border router has handled its ACK of JOIN_ENT
         def entrust_acknowledged() -> bool:
             texts = [e["text"] for e in stack.result("sessions")["events"]]
