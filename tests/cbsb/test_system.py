@@ -461,28 +461,3 @@ def test_app_cli_helps_and_explains_errors(system: Stack) -> None:
     rc, ev = s.app("bob", "bootstrap", "--gateway", "GW-NOPE", "--qr", "CBSB1:00:x")
     assert rc == 1 and ev[-1]["event"] == "error"
     assert parse_lines('{"a": 1}\nnoise\n') == [{"a": 1}]
-
-
-def test_a_new_passphrase_reaches_the_next_thing(system: Stack) -> None:
-    """After `gwctl dataset passphrase`, the next thing bootstrapped receives the new PSKc.
-    Before, the group owner built the credentials it hands out once, at its start."""
-    from gateway.crypto.thread_keys import pskc as derive_pskc
-    from gateway.wire.dataset import ActiveDataset
-
-    s = system
-    passphrase = "a brand new commissioning passphrase"
-    r = subprocess.run([sys.executable, "-m", "gateway.admin", "dataset", "passphrase",
-                        "--file", "-"], input=passphrase + "\n", env=s.env(), text=True,
-                       capture_output=True, timeout=60, cwd=REPO)  # fmt: skip
-    assert r.returncode == 0, r.stdout + r.stderr
-    dev = s.enrol_device("newpskc")
-    _bootstrap(s, "app-pskc", 6, "--qr", dev.qr, "--window", "60", "--timeout", "60")
-    s.thing_bg("newpskc", dev, 15, s.root / "newpskc.json", "--timeout", "40")
-    assert s.wait_exit("newpskc", 60) == 0, s.log("newpskc")
-    held = ActiveDataset.from_hex(
-        json.loads((s.root / "newpskc.json").read_text())["active_dataset"]
-    )
-    assert held.network_name is not None and held.ext_pan_id is not None
-    assert held.pskc == derive_pskc(passphrase, held.network_name, held.ext_pan_id)
-    assert held.to_hex() == _gateway_dataset(s)
-    _interrupt(s, "app-pskc")
