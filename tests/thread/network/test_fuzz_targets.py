@@ -5,32 +5,16 @@ smoke test applies to gateway/wire and gateway/crypto; and every name a target c
 from __future__ import annotations
 
 import importlib
-import inspect
-import pkgutil
 from collections.abc import Iterator
 
 import gateway.thread.network
 from tests.fuzz import fuzz_parsers as fp
 from tests.fuzz.fuzz_network import PREFIX
-from tests.fuzz.test_fuzz_smoke import PARSER_NAME
+from tests.fuzz.test_fuzz_smoke import parser_entry_points
 
 
 def _parsers() -> Iterator[str]:
-    pkg = gateway.thread.network
-    for info in pkgutil.iter_modules(pkg.__path__):
-        module = importlib.import_module(f"{pkg.__name__}.{info.name}")
-        for name, obj in vars(module).items():
-            if getattr(obj, "__module__", None) != module.__name__:
-                continue
-            if inspect.isfunction(obj) and PARSER_NAME.match(name):
-                yield f"{info.name}.{name}"
-            elif inspect.isclass(obj):
-                for attr, value in vars(obj).items():
-                    method = inspect.isfunction(value) or isinstance(
-                        value, classmethod | staticmethod
-                    )
-                    if method and PARSER_NAME.match(attr):
-                        yield f"{info.name}.{name}.{attr}"
+    return parser_entry_points(gateway.thread.network)
 
 
 def test_every_network_parser_has_a_fuzz_target() -> None:

@@ -27,6 +27,7 @@ from gateway.wire.mac802154 import (
     MacFrame,
     ShortAddress,
 )
+from tests.thread.sim import VirtualTime
 
 GATEWAY_EXT = ExtAddress.from_hex("12b4300000000001")
 
@@ -53,7 +54,7 @@ class AirFrame:
     psdu: bytes  # with FCS, as secured on air
 
 
-class NetWorld:
+class NetWorld(VirtualTime):
     def __init__(
         self,
         ds: ActiveDataset | None = None,
@@ -247,19 +248,6 @@ class NetWorld:
         for n in self.nodes:
             n.core.poll(self.now)
         self._pump()
-
-    def run(self, seconds: float) -> None:
-        end = self.now + seconds
-        while self.step(end):
-            pass
-
-    def run_until(self, pred: Callable[[], bool], timeout: float = 60.0) -> float:
-        start = self.now
-        end = self.now + timeout
-        while not pred():
-            if not self.step(end) and not pred():
-                raise AssertionError(f"condition not met within {timeout} s of virtual time")
-        return self.now - start
 
     # -- helpers ----------------------------------------------------------------------------------
 
