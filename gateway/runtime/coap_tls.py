@@ -83,8 +83,10 @@ class CoapJsonClient:
         async with self._lock:
             ctx, self._ctx = self._ctx, None
         if ctx is not None:
+            connections = _pooled_connections(ctx)
             with contextlib.suppress(Exception):
                 await ctx.shutdown()
+            await _close_connections(connections)
 
     async def call(
         self, path: str, body: dict[str, Any] | None = None, timeout: float | None = None
@@ -117,6 +119,51 @@ class CoapJsonClient:
 
     async def close(self) -> None:
         await self.reset()
+
+
+CONNECTION_CLOSE_TIMEOUT_S = 2.0
+
+
+def _pooled_connections(ctx: Any) -> dict[asyncio.Future[None], Any]:
+    """The TCP/TLS connections an aiocoap client context holds open, each with a future that
+    its connection_lost resolves.
+
+    aiocoap 0.4's client shutdown only sends a CoAP Release and leaves closing the socket to the
+    peer, so a closed client could leave a TLS transport behind; we close them ourselves."""
+    loop = asyncio.get_running_loop()
+    found: dict[asyncio.Future[None], Any] = {}
+    for manager in getattr(ctx, "request_interfaces", ()):
+        pool = getattr(getattr(manager, "token_interface", None), "_pool", None)
+        if not isinstance(pool, dict):
+            continue
+        for conn in pool.values():
+            transport = getattr(conn, "_transport", None)
+            if transport is None:
+                continue
+            lost: asyncio.Future[None] = loop.create_future()
+            original = conn.connection_lost
+
+            def connection_lost(exc: BaseException | None, _orig: Any = original,
+                                _lost: asyncio.Future[None] = lost) -> None:  # fmt: skip
+                if not _lost.done():
+                    _lost.set_result(None)
+                with contextlib.suppress(Exception):
+                    _orig(exc)
+
+            conn.connection_lost = connection_lost
+            found[lost] = transport
+    return found
+
+
+async def _close_connections(connections: dict[asyncio.Future[None], Any]) -> None:
+    if not connections:
+        return
+    for transport in connections.values():
+        if not transport.is_closing():
+            transport.close()
+    _done, pending = await asyncio.wait(connections, timeout=CONNECTION_CLOSE_TIMEOUT_S)
+    for lost in pending:
+        connections[lost].abort()  # the peer never finished the TLS close: drop the socket
 
 
 def _why(exc: BaseException) -> str:

@@ -330,3 +330,40 @@ def test_store_is_wal_full_sync_and_keeps_secrets_sealed(tmp_path: Path) -> None
     with pytest.raises(InvalidTag):
         store2.unseal("devices", bytes([1] * 8).hex(), sealed)
     store2.close()
+
+
+def _my_sockets_to(port: int) -> int:
+    """How many of this process's TCP sockets are connected to ``port`` (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in list(f)[1:]:
+                cols = line.split()
+                if int(cols[2].rsplit(":", 1)[1], 16) == port and cols[3] != "0A":
+                    inodes.add(cols[9])
+    mine = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = fd.readlink().as_posix()
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            mine += 1
+    return mine
+
+
+async def test_a_closed_client_leaves_no_socket_open(cloud: Cloud) -> None:
+    """aiocoap's client shutdown only sends a CoAP Release; close() must also close the TLS
+    connection itself, or every client a long-running service replaces leaks a socket."""
+    clients = [cloud.client() for _ in range(3)]
+    for c in clients:
+        with pytest.raises(CloudApiError):
+            await c.call("login", {"user": "nobody", "password": "x"})
+    assert _my_sockets_to(PORT) == 3
+    for c in clients:
+        await c.close()
+    assert _my_sockets_to(PORT) == 0
+    # A closed client reconnects on its next call.
+    with pytest.raises(CloudApiError):
+        await clients[0].call("login", {"user": "nobody", "password": "x"})
+    assert _my_sockets_to(PORT) == 1
