@@ -101,7 +101,8 @@ async def demo_thread(ctx: DemoContext) -> None:
     await peer.start()
     try:
         node, eui64, pskd = things[0]
-        ctx.say(f"thing 1 (EUI-64 {eui64.hex()}) has the joining code {pskd} on its label")
+        ctx.say(f"thing 1 (EUI-64 {eui64.hex()}) has its joining code (PSKd) on its label; the "
+                "technician types it into the commissioner")  # fmt: skip
         await peer.add_joiner(pskd, eui64=eui64, timeout=120)
         result = await join(
             f"emulated:?node={node}&port_offset={ctx.port_offset}",
@@ -132,7 +133,8 @@ async def demo_thread(ctx: DemoContext) -> None:
     try:
         node, eui64, pskd = things[1]
         await _call(paths, "joiner_add", eui64=eui64.hex(), pskd=pskd, timeout_s=120)
-        ctx.say(f"gwctl commissioner joiner add {eui64.hex()} {pskd}: admitted for 120 s")
+        ctx.say(f"gwctl commissioner joiner add {eui64.hex()} --pskd-file -: admitted for 120 s "
+                "(the joining code from the label, read from standard input)")  # fmt: skip
         result = await join(
             f"emulated:?node={node}&port_offset={ctx.port_offset}",
             pskd,
