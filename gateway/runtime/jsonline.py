@@ -369,8 +369,11 @@ class JsonLineClient:
         self._pending[req_id] = fut
         msg = {"v": PROTOCOL_VERSION, "id": req_id, "method": method, "params": params}
         try:
-            self._writer.write(json.dumps(msg).encode() + b"\n")
-            await self._writer.drain()
+            try:
+                self._writer.write(json.dumps(msg).encode() + b"\n")
+                await self._writer.drain()
+            except OSError as exc:  # the service went away under us (reset, broken pipe)
+                raise ServiceUnavailable(f"the connection to {self.path} was lost: {exc}") from None
             async with asyncio.timeout(timeout):
                 return await fut
         finally:

@@ -187,7 +187,13 @@ def test_clients_survive_kill9_of_the_radio_service(inst: Install) -> None:
                 for n in ("border-router", "group-owner")
             )
 
-        wait_until(back, 45, "clients to reconnect")  # a safety net: ~1-3 s when idle
+        try:
+            wait_until(back, 45, "clients to reconnect")  # a safety net: ~1-3 s when idle
+        except AssertionError:
+            for n in ("border-router", "group-owner", "radio"):
+                sp = radio if n == "radio" else procs[n]
+                print(n, json.dumps(sp.status(), default=str)[:3000], sp.stderr()[-3000:])
+            raise
         assert radio.status()["clients"] == 2
         # the border router restored its channel on the new radio service
         br = procs["border-router"].status()
