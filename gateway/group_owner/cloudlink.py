@@ -207,7 +207,7 @@ class CloudLink:
                 self._after = last
 
     async def _register(self, factory: Factory, url: str) -> None:
-        csr = self.identity.csr_pem(factory.serial)
+        csr = await asyncio.to_thread(self.identity.csr_pem, factory.serial)  # key made, fsynced
         client = CoapJsonClient(url, client_tls_context(factory.cloud_ca), timeout=10.0)
         try:
             res = await client.call(
@@ -226,7 +226,8 @@ class CloudLink:
         cert = res.get("cert")
         if not isinstance(cert, str):
             raise CloudApiError("BAD_ANSWER", "the cloud sent no certificate")
-        self.identity.save_certificate(factory.serial, self.eui64, url, cert)
+        await asyncio.to_thread(self.identity.save_certificate, factory.serial, self.eui64, url,
+                                cert)  # fmt: skip
         LOG.info("registered with the cloud as %s", factory.serial)
 
     async def _send_outbox(self) -> None:

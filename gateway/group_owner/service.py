@@ -149,7 +149,7 @@ class GroupOwnerService(Service):
         if kind == "paired":
             k = bytes.fromhex(str(ev["k_appgw"]))
             if len(k) == 32:
-                self.pairing.save(str(ev.get("owner") or ""), k)
+                await asyncio.to_thread(self.pairing.save, str(ev.get("owner") or ""), k)
                 LOG.info("paired with the app of %s", ev.get("owner"))
             return
         sid = bytes.fromhex(str(ev.get("sid", "")))

@@ -427,7 +427,7 @@ class RadioService(Service):
                 raise InvalidArgument("unknown 'key_id': register the key first")
             level = int_param(sec_p, "level", 1, 7, 5)
             assert self.counters_store is not None
-            fc = self.counters_store.next(key.counter_id)  # persisted before the frame leaves
+            fc = await self.counters_store.take(key.counter_id)  # on disk before the frame leaves
             aux = AuxSecurityHeader(level, key.key_id_mode, fc, key.key_source, key.key_index)
             try:
                 frame = secure(replace(frame, security=aux), key.key, ext_src=self.ext_addr)

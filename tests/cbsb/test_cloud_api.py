@@ -306,6 +306,34 @@ async def test_login_lockout_and_claim_codes(cloud: Cloud) -> None:
     assert e.value.reason == "UNAUTHORIZED"
 
 
+async def test_parallel_guesses_get_no_more_tries_than_sequential_ones(cloud: Cloud) -> None:
+    """The password hash runs off the event loop, so logins overlap: twenty guesses sent at once
+    must not all be checked before the first failure counts. At most five are tried, the rest
+    are refused unchecked, and the account is locked for the right password as well."""
+    import asyncio
+
+    cloud.store.add_user("dave", "a long password")
+    clients = [cloud.client() for _ in range(20)]
+
+    async def guess(c: CoapJsonClient, n: int) -> str:
+        try:
+            await c.call("login", {"user": "dave", "password": f"guess {n}"})
+        except CloudApiError as exc:
+            return exc.reason
+        return "OK"
+
+    reasons = await asyncio.gather(*(guess(c, n) for n, c in enumerate(clients)))
+    assert "OK" not in reasons
+    assert 1 <= reasons.count("BAD_LOGIN") <= 5, reasons
+    assert reasons.count("LOCKED") == 20 - reasons.count("BAD_LOGIN")
+    for _ in range(5 - reasons.count("BAD_LOGIN")):  # the tries the burst left, one by one
+        reasons.append(await guess(clients[0], 99))
+    assert reasons.count("BAD_LOGIN") == 5
+    with pytest.raises(CloudApiError) as e:
+        await clients[0].call("login", {"user": "dave", "password": "a long password"})
+    assert e.value.reason == "LOCKED"
+
+
 def test_store_is_wal_full_sync_and_keeps_secrets_sealed(tmp_path: Path) -> None:
     store = CloudStore(tmp_path)
     k_dev = bytes(range(200, 232))

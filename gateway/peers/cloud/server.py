@@ -26,7 +26,7 @@ from aiocoap.numbers.codes import Code
 from gateway.crypto.cbsb_keys import bind_proof, ct_equal, derive_k_bind, derive_psk_t
 from gateway.errors import ParseError
 from gateway.peers.cloud import pki
-from gateway.peers.cloud.store import CloudStore, token_digest
+from gateway.peers.cloud.store import CloudStore, token_digest, verify_password
 from gateway.ratelimit import TokenBucket
 from gateway.runtime.coap_tls import server_tls_context
 from gateway.wire import cloudapi
@@ -54,6 +54,7 @@ MAX_WAIT_S = 25
 SESSIONS_PER_HOUR = 10
 BIND_ATTEMPTS = 5
 CLAIM_FAILURES = 5
+LOGIN_FAILURES = 5  # wrong passwords in a row before a login is locked for a minute
 MAX_DEVICES = 64
 
 
@@ -130,6 +131,7 @@ class CloudServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._enrollee_buckets: dict[str, TokenBucket] = {}
         self._claim_failures: dict[str, list[float]] = {}
+        self._logins_in_flight: dict[str, int] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -593,12 +595,28 @@ class CloudServer:
         if row is not None and row["locked_until"] > now:
             raise ApiError(Code.TOO_MANY_REQUESTS, "LOCKED", "too many wrong passwords",
                            "Wait a minute and try again.")  # fmt: skip
-        if not self.store.check_password(user, password):
+        # The scrypt runs off the event loop; attempts in flight count against the lockout, so
+        # a burst of parallel guesses gets no more tries than guesses one after the other.
+        in_flight = self._logins_in_flight.get(user, 0)
+        if row is not None and row["failed"] + in_flight >= LOGIN_FAILURES:
+            raise ApiError(Code.TOO_MANY_REQUESTS, "LOCKED", "too many logins at once",
+                           "Wait a moment and try again.")  # fmt: skip
+        self._logins_in_flight[user] = in_flight + 1
+        try:
+            record = self.store.password_record(user)
+            ok = await asyncio.to_thread(verify_password, password, record)
+        finally:
+            left = self._logins_in_flight.pop(user) - 1
+            if left:
+                self._logins_in_flight[user] = left
+        if not ok:
+            row = self.store.one("SELECT failed FROM users WHERE name = ?", user)
             if row is not None:
                 failed = row["failed"] + 1
+                locked = failed >= LOGIN_FAILURES
                 self.store.db.execute(
                     "UPDATE users SET failed = ?, locked_until = ? WHERE name = ?",
-                    (0 if failed >= 5 else failed, now + 60 if failed >= 5 else 0, user),
+                    (0 if locked else failed, now + 60 if locked else 0, user),
                 )
             raise ApiError(Code.UNAUTHORIZED, "BAD_LOGIN", "wrong user name or password")
         token = secrets.token_urlsafe(24)
