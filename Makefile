@@ -48,7 +48,7 @@ _apt:
 # brings pip 23.0 and setuptools 66 without `wheel`, which cannot build spidev or systemd-python:
 # pip, setuptools and wheel are upgraded first in the venv it creates.
 $(STAMP): pyproject.toml
-	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory demo-deps
 	@$(MAKE) --no-print-directory _venv
 
 _venv:
@@ -63,7 +63,9 @@ _venv:
 	  echo "pip install failed; the last lines of $(LOG):" >&2; tail -n 25 "$(LOG)" >&2; exit 1; }
 	@touch $(STAMP)
 
-venv: $(STAMP)
+# The system packages are checked every time (a quick dpkg query): `make demo` installs only
+# those it needs, so a venv made by the demo does not mean the test tools are there.
+venv: deps $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gateway drivers tests
@@ -86,7 +88,7 @@ unit: $(STAMP)
 	  echo "WARNING: the test suite took $$took s, more than $(SUITE_WARN_S) s" >&2; fi; \
 	exit $$rc
 
-test: $(STAMP)
+test: venv
 	@$(MAKE) --no-print-directory lint typecheck unit
 
 # The demo needs only what runs the gateway (no test tools), then the venv.
@@ -96,7 +98,7 @@ demo:
 	  $(MAKE) --no-print-directory _venv; fi
 	@$(VPY) -m gateway.demo $(DEMO_ARGS)
 
-bench: $(STAMP)
+bench: venv
 	@for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
 
 clean:

@@ -10,6 +10,8 @@ VENV=$PREFIX/venv
 UNIT_DIR=/usr/local/lib/systemd/system
 UNITS=(gateway-radio.service gateway-border-router.service gateway-group-owner.service)
 USER_NAME=gateway
+RADIO_GROUP=gateway-radio
+FACTORY_DIR=/var/lib/gateway-factory
 CONFIG=/etc/gateway/gateway.toml
 DEFAULTS=/etc/default/gateway
 UDEV_RULE=/etc/udev/rules.d/60-gateway.rules
@@ -173,9 +175,18 @@ else
         --shell "$nologin" --comment "thing gateway services" "$USER_NAME"
     note created "user $USER_NAME" "(system user, no login)"
 fi
-for g in spi gpio; do
+# Two groups: "$USER_NAME" administers (gwctl, the control sockets); "$RADIO_GROUP" owns the
+# radio device and the radio socket. Technicians join the first; only what needs the raw radio
+# (the services' user, and whoever runs gwctl radio through the service) the second.
+if getent group "$RADIO_GROUP" >/dev/null; then
+    note unchanged "group $RADIO_GROUP"
+else
+    groupadd --system "$RADIO_GROUP"
+    note created "group $RADIO_GROUP" "(the radio device and the radio socket)"
+fi
+for g in "$RADIO_GROUP" spi gpio; do
     if ! getent group "$g" >/dev/null; then
-        note skipped "supplementary group $g" "no '$g' group here (not Raspberry Pi OS); the udev rule gives the device to group $USER_NAME"
+        note skipped "supplementary group $g" "no '$g' group here (not Raspberry Pi OS); the udev rule gives the device to group $RADIO_GROUP"
     elif id -nG "$USER_NAME" | tr ' ' '\n' | grep -qx "$g"; then
         note unchanged "supplementary group $g"
     else
@@ -279,7 +290,15 @@ if [ -f "$src/docs/install.md" ]; then
     install_file "$src/docs/install.md" "$PREFIX/doc/install.md" 0644 root root || true
 fi
 
-# ---- 4. configuration -------------------------------------------------------------------------
+# ---- 4. configuration and the factory directory ----------------------------------------------
+# The factory provisioning (serial, factory secret, claim code) is written at manufacturing into
+# $FACTORY_DIR; the services read it, nothing here or in uninstall/reset ever writes it.
+if [ -d "$FACTORY_DIR" ]; then
+    note unchanged "$FACTORY_DIR" "(factory provisioning; never modified)"
+else
+    install -d -m 0750 -o root -g "$USER_NAME" "$FACTORY_DIR"
+    note created "$FACTORY_DIR" "(empty: the maker installs cbsb-factory.json here, 0640 root:$USER_NAME)"
+fi
 install -d -m 0755 -o root -g root /etc/gateway
 if [ -e "$CONFIG" ]; then
     note unchanged "$CONFIG" "(exists; never overwritten)"

@@ -9,6 +9,8 @@ PREFIX=/opt/gateway
 UNIT_DIR=/usr/local/lib/systemd/system
 UNITS=(gateway-radio.service gateway-border-router.service gateway-group-owner.service)
 USER_NAME=gateway
+RADIO_GROUP=gateway-radio
+FACTORY_DIR=/var/lib/gateway-factory
 FILES=(/etc/udev/rules.d/60-gateway.rules /etc/sysctl.d/60-gateway.conf
     /etc/modprobe.d/gateway-at86rf230.conf)
 STATE=(/var/lib/gateway /etc/gateway /etc/default/gateway)
@@ -98,10 +100,13 @@ if [ "$purge" = 1 ]; then
     done
     if getent passwd "$USER_NAME" >/dev/null; then userdel "$USER_NAME"; note removed "user $USER_NAME"; fi
     if getent group "$USER_NAME" >/dev/null; then groupdel "$USER_NAME"; note removed "group $USER_NAME"; fi
+    if getent group "$RADIO_GROUP" >/dev/null; then groupdel "$RADIO_GROUP"; note removed "group $RADIO_GROUP"; fi
 else
     for d in "${STATE[@]}"; do [ ! -e "$d" ] || note kept "$d" "(--purge removes it)"; done
     getent passwd "$USER_NAME" >/dev/null && note kept "user $USER_NAME" "(--purge removes it)"
 fi
+# The factory provisioning belongs to the box, not to this installation: never removed.
+[ ! -e "$FACTORY_DIR" ] || note kept "$FACTORY_DIR" "(factory provisioning: never removed)"
 
 echo
 echo "Gateway uninstall summary"

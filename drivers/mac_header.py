@@ -1,6 +1,7 @@
-"""Just enough of the IEEE 802.15.4 MAC header for a radio: frame type, ACK request, sequence
-number and addressing (2003/2006 and 2015 PAN ID compression), as the chip's address filter and a
-sniffer need it. The full frame codec, with security, lives in ``gateway.wire.mac802154``."""
+"""The IEEE 802.15.4 MAC header parser: frame type, flags, sequence number and addressing
+(2003/2006 and 2015 PAN ID compression). The one parser of these fields: the chip emulator's
+address filter and the sniffer use it directly, and the full frame codec
+(``gateway.wire.mac802154``, security and IEs) builds on it, since drivers cannot import gateway."""
 
 from __future__ import annotations
 
@@ -46,9 +47,23 @@ class MacHeader:
     def is_broadcast(self) -> bool:
         return self.dst_mode == ADDR_SHORT and self.dst_addr == BROADCAST_SHORT
 
+    @property
+    def src_pan_elided(self) -> bool:
+        """2003/2006 PAN ID compression: the source PAN ID is not on air (``src_pan`` repeats the
+        destination's)."""
+        return (
+            self.version < 2
+            and self.pan_id_compression
+            and self.dst_mode != ADDR_NONE
+            and self.src_mode != ADDR_NONE
+        )
 
-def _pan_presence(version: int, dst_mode: int, src_mode: int, comp: bool) -> tuple[bool, bool]:
+
+def pan_presence(version: int, dst_mode: int, src_mode: int, comp: bool) -> tuple[bool, bool]:
+    """Which PAN ID fields are on air (dst, src) for this frame control field."""
     if version < 2:
+        # 2003/2006: each PAN ID goes with its address; compression drops the source PAN when
+        # both addresses are present (IEEE 802.15.4-2006 7.2.1.1.5).
         dst_pan = dst_mode != ADDR_NONE
         src_pan = src_mode != ADDR_NONE and not (comp and dst_mode != ADDR_NONE)
         return dst_pan, src_pan
@@ -90,7 +105,7 @@ def parse_header(frame: bytes | bytearray | memoryview) -> MacHeader:
             raise HeaderError("frame too short for a sequence number")
         seq = b[2]
         pos = 3
-    dst_pan_p, src_pan_p = _pan_presence(version, dst_mode, src_mode, comp)
+    dst_pan_p, src_pan_p = pan_presence(version, dst_mode, src_mode, comp)
 
     def take(n: int) -> bytes:
         nonlocal pos

@@ -8,7 +8,14 @@ import itertools
 import os
 from collections.abc import AsyncIterator
 
+import hypothesis.internal.observability  # noqa: F401  (see below)
 import pytest
+
+# Imported here, at collection, rather than by hypothesis's own pytest plugin in the terminal
+# summary: a run of tests that never import hypothesis otherwise compiled it last, after tests
+# that drive parsers into RecursionError, and CPython 3.11.7 then failed that compile with
+# "SystemError: AST constructor recursion depth mismatch" (seen twice here), failing a run whose
+# tests had all passed.
 
 # Each test that uses the simulated air gets its own OpenThread port offset so tests never share
 # an air. The generic fixture draws from 1000..1599; offsets below 1000 are for tests that pick

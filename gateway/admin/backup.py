@@ -1,9 +1,19 @@
-"""The gateway backup file (format ``gateway-backup``, version 1) and restore, factory reset.
+"""The gateway backup file (format ``gateway-backup``, version 2) and restore, factory reset.
 
-A backup is one JSON document (docs/gwctl.md has the full description)::
+A backup is one JSON document, encrypted with a passphrase the technician gives (docs/gwctl.md
+has the full description)::
 
-    {"format": "gateway-backup", "version": 1, "created_at": "2026-…Z",
-     "gateway_version": "0.1.0", "hostname": "…", "sha256": "<hex>",
+    {"format": "gateway-backup", "version": 2, "created_at": "2026-…Z",
+     "gateway_version": "0.1.0", "hostname": "…",
+     "encryption": {"kdf": "scrypt", "n": 32768, "r": 8, "p": 1, "salt": "<base64, 16 bytes>",
+                    "aead": "AES-256-GCM", "nonce": "<base64, 12 bytes>"},
+     "ciphertext": "<base64>"}
+
+The key is scrypt(passphrase, salt, n, r, p) (32 bytes, ``cryptography``); the additional data
+of AES-GCM is the canonical JSON of every field but ``ciphertext``, so no header field can be
+changed either. The plaintext is the canonical JSON of::
+
+    {"sha256": "<hex>",
      "contents": {
         "state_files": [{"path": "thread-network.json", "format": "gateway-thread-network",
                          "version": 1, "text": "<the file, verbatim>"}, …],
@@ -14,8 +24,8 @@ A backup is one JSON document (docs/gwctl.md has the full description)::
 ``sha256`` is over the canonical JSON of ``contents`` (sorted keys, no spaces, UTF-8). Every
 JSON file of the state directory is carried verbatim, so their own checksums travel with them;
 ``summary`` is informative (the active dataset as hex TLVs is what OpenThread's
-``dataset set active <hex>`` takes). The file holds the Thread network key and PSKc: it is
-written 0600 and must be kept like a password.
+``dataset set active <hex>`` takes). Version 1, the same document unencrypted (``sha256`` and
+``contents`` at the top level), is still read.
 
 Restore never lowers a frame counter: for every frame-counter file it takes, per key, the larger
 of the backup's and the current value, then adds an increment (default 100000) so that counters
@@ -24,10 +34,12 @@ a copy of this state may have used after the backup was taken are never used aga
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -36,14 +48,20 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
 from drivers.errors import ConfigError, StateError
 from gateway import __version__
-from gateway.admin.common import AdminPermissionDenied, BackupError
+from gateway.admin.errors import AdminPermissionDenied, BackupError
 from gateway.runtime.paths import Paths
 from gateway.runtime.state import FrameCounterStore, JsonState, atomic_write, fsync_dir
 
 FORMAT = "gateway-backup"
-VERSION = 1
+VERSION = 2  # encrypted; version 1 (the same contents in clear) is still read
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1  # 32 MiB, about 0.1 s on a Pi 4
+MIN_PASSPHRASE = 8
 FRAME_COUNTERS_FORMAT = "gateway-frame-counters"
 # The newest version of each state format this release reads (gateway/runtime/network.py,
 # gateway/runtime/state.py).
@@ -227,8 +245,79 @@ def collect(paths: Paths) -> tuple[dict[str, Any], list[str]]:
     return doc, other
 
 
-def write_backup(path: Path, doc: dict[str, Any]) -> int:
-    data = json.dumps(doc, indent=1, ensure_ascii=False).encode() + b"\n"
+class BackupPassphraseError(BackupError):
+    code = "ADM007"
+    exit_code = 9
+    default_hint = (
+        "Give the passphrase the backup was made with; without it the backup cannot be opened "
+        "(nobody can recover it)."
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _scrypt_key(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode())
+
+
+def seal(doc: dict[str, Any], passphrase: str) -> dict[str, Any]:
+    """The encrypted (version 2) form of a document made by :func:`collect`."""
+    if len(passphrase) < MIN_PASSPHRASE:
+        from drivers.errors import InvalidArgument
+
+        raise InvalidArgument(f"a backup passphrase has at least {MIN_PASSPHRASE} characters")
+    salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
+    header = {k: doc[k] for k in ("format", "created_at", "gateway_version", "hostname")}
+    header["version"] = VERSION
+    header["encryption"] = {"kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
+                            "salt": _b64(salt), "aead": "AES-256-GCM", "nonce": _b64(nonce)}  # fmt: skip
+    key = _scrypt_key(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    plain = canonical({"sha256": doc["sha256"], "contents": doc["contents"]})
+    ct = AESGCM(key).encrypt(nonce, plain, canonical(header))
+    return {**header, "ciphertext": _b64(ct)}
+
+
+def _unseal(doc: dict[str, Any], passphrase: str) -> dict[str, Any]:
+    """The inner document (``sha256``, ``contents``) of a version-2 backup."""
+    enc = doc.get("encryption")
+    if not isinstance(enc, dict) or enc.get("kdf") != "scrypt" or enc.get("aead") != "AES-256-GCM":
+        raise BackupError("the backup's encryption is not scrypt with AES-256-GCM")
+    n, r, p = enc.get("n"), enc.get("r"), enc.get("p")
+    # bounded: a hostile file must not make the restore allocate gigabytes or run for hours
+    if not (
+        isinstance(n, int) and isinstance(r, int) and isinstance(p, int)
+        and 2**10 <= n <= 2**20 and n & (n - 1) == 0 and 1 <= r <= 16 and 1 <= p <= 4
+        and 128 * n * r <= 256 * 1024 * 1024
+    ):  # fmt: skip
+        raise BackupError("the backup's scrypt parameters are out of range")
+    try:
+        salt = base64.b64decode(str(enc.get("salt")), validate=True)
+        nonce = base64.b64decode(str(enc.get("nonce")), validate=True)
+        ct = base64.b64decode(str(doc.get("ciphertext")), validate=True)
+    except ValueError:
+        raise BackupError("the backup is corrupt (bad base64)") from None
+    if len(salt) < 8 or len(nonce) != 12 or len(ct) < 16:
+        raise BackupError("the backup is corrupt (salt, nonce or ciphertext too short)")
+    header = {k: v for k, v in doc.items() if k != "ciphertext"}
+    try:
+        plain = AESGCM(_scrypt_key(passphrase, salt, n, r, p)).decrypt(nonce, ct, canonical(header))
+    except InvalidTag:
+        raise BackupPassphraseError(
+            "wrong passphrase, or the backup file was altered: nothing was restored"
+        ) from None
+    try:
+        inner = json.loads(plain)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BackupError("the backup is corrupt (its contents are not JSON)") from None
+    if not isinstance(inner, dict):
+        raise BackupError("the backup is corrupt (its contents are not a JSON object)")
+    return inner
+
+
+def write_backup(path: Path, doc: dict[str, Any], passphrase: str) -> int:
+    data = json.dumps(seal(doc, passphrase), indent=1, ensure_ascii=False).encode() + b"\n"
     try:
         atomic_write(path, data, mode=0o600)
     except PermissionError:
@@ -251,9 +340,18 @@ def _safe_relpath(raw: Any) -> str:
     return raw
 
 
-def decode(data: bytes) -> Backup:
+def is_encrypted(data: bytes) -> bool:
+    """True for a version-2 backup (it needs its passphrase); any other file is left to
+    :func:`decode` to judge."""
+    with contextlib.suppress(UnicodeDecodeError, json.JSONDecodeError, ValueError):
+        doc = json.loads(data) if len(data) <= MAX_BACKUP_BYTES else None
+        return isinstance(doc, dict) and doc.get("format") == FORMAT and "ciphertext" in doc
+    return False
+
+
+def decode(data: bytes, passphrase: str | None = None) -> Backup:
     """A validated backup, or :class:`BackupError` (exit 9): another format, a newer version, a
-    corrupt checksum or an unsafe entry."""
+    wrong passphrase, a corrupt checksum or an unsafe entry."""
     if len(data) > MAX_BACKUP_BYTES:
         raise BackupError(f"the file is larger than {MAX_BACKUP_BYTES} bytes: not a gateway backup")
     try:
@@ -273,8 +371,13 @@ def decode(data: bytes) -> Backup:
             f"the backup is version {ver}; this release reads up to version {VERSION}",
             hint="It was written by a newer release: upgrade the gateway software first.",
         )
-    contents = doc.get("contents")
-    if not isinstance(contents, dict) or doc.get("sha256") != checksum(contents):
+    inner = doc
+    if ver >= 2:
+        if passphrase is None:
+            raise BackupPassphraseError("the backup is encrypted: its passphrase is needed")
+        inner = _unseal(doc, passphrase)
+    contents = inner.get("contents")
+    if not isinstance(contents, dict) or inner.get("sha256") != checksum(contents):
         raise BackupError("the backup is corrupt (checksum mismatch)",
                           hint="The file was truncated or edited; use another copy.")  # fmt: skip
     raw_files = contents.get("state_files")
@@ -445,13 +548,21 @@ def _restore(
 # ------------------------------------------------------------------------------ factory reset
 
 
+# A factory file an earlier release kept in the state directory: the maker's provisioning,
+# which a factory reset must never take (the box could not register with the cloud again).
+LEGACY_FACTORY_FILE = "cbsb-factory.json"
+
+
 def factory_reset(paths: Paths, include_config: bool) -> dict[str, Any]:
     """Remove everything in the state directory (the directory itself stays: systemd owns it),
-    and the configuration file with ``include_config``."""
+    and the configuration file with ``include_config``. The factory directory is never touched,
+    nor a factory file an earlier release left in the state directory."""
     removed: list[str] = []
     try:
         if paths.state_dir.exists():
             for entry in sorted(paths.state_dir.iterdir()):
+                if entry.name == LEGACY_FACTORY_FILE:
+                    continue
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
                 else:

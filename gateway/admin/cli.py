@@ -15,13 +15,13 @@ import importlib
 
 import click
 
-from gateway.admin.common import EXIT_CODES_HELP, fail, json_option, run
 from gateway.admin.config_cmd import config
 from gateway.admin.doctor import doctor
 from gateway.admin.logs_cmd import logs
 from gateway.admin.maintenance_cmd import backup, factory_reset, restore
 from gateway.admin.radio_cmd import radio, radio_option
 from gateway.admin.status_cmd import status
+from gateway.cli.common import EXIT_CODES_HELP, fail, json_option, run
 
 __all__ = ["EXIT_CODES_HELP", "fail", "json_option", "main", "radio_option", "run"]
 

@@ -12,8 +12,9 @@ from typing import Any, get_type_hints
 import click
 
 from drivers.errors import ConfigError, GatewayError
-from gateway.admin import output
-from gateway.admin.common import EXIT_CODES_HELP, AdminPermissionDenied, guard, json_option, run
+from gateway.admin.errors import AdminPermissionDenied
+from gateway.cli import output
+from gateway.cli.common import EXIT_CODES_HELP, guard, json_option, run
 from gateway.runtime.paths import SERVICES, Paths
 
 # Which services read which section (a change takes effect when they restart).

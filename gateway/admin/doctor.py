@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import click
 
 from drivers.errors import GatewayError
-from gateway.admin import output
-from gateway.admin.common import EXIT_CODES_HELP, json_option, run
+from gateway.cli import output
+from gateway.cli.common import EXIT_CODES_HELP, json_option, run
 from gateway.runtime.paths import SERVICES, Paths
 
 PASS, WARN, SKIP, FAIL = "pass", "warn", "skip", "fail"
@@ -285,7 +285,8 @@ def check_tun() -> Check:
 
 
 async def check_services(paths: Paths) -> list[Check]:
-    from gateway.admin.services import UNITS, ask_all
+    from gateway.admin.services import ask_all
+    from gateway.cli.control import UNITS
 
     answers = await ask_all(paths, timeout=3.0)
     out = []

@@ -15,8 +15,9 @@ from typing import Any
 
 import click
 
-from gateway.admin import output
-from gateway.admin.common import EXIT_CODES_HELP, JournalUnavailable, fail, json_option
+from gateway.admin.errors import JournalUnavailable
+from gateway.cli import output
+from gateway.cli.common import EXIT_CODES_HELP, fail, json_option
 from gateway.runtime.paths import SERVICES
 
 # journald's own fields worth keeping; the services' structured fields (upper-case names without

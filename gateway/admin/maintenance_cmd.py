@@ -8,26 +8,40 @@ from typing import Any
 import click
 
 from drivers.errors import InvalidArgument
-from gateway.admin import output
-from gateway.admin.common import EXIT_CODES_HELP, confirm, guard, json_option, run, yes_option
+from gateway.cli import output
+from gateway.cli.common import EXIT_CODES_HELP, confirm, guard, json_option, run, yes_option
 from gateway.runtime.paths import Paths
 
 KEEP_SAFE_WARNING = (
-    "the backup holds the Thread network key and PSKc: anyone with the file can join the "
-    "network. It was written readable by its owner only (0600); keep it like a password."
+    "the backup is encrypted with your passphrase: keep the passphrase apart from the file; "
+    "without it the backup cannot be restored, and nobody can recover it."
 )
+FILE_OPTION_HELP = "Read the backup's passphrase from FILE ('-': standard input); default: prompt."
+
+
+def _passphrase(source: Path | None, confirm: bool) -> str:
+    from gateway.runtime.secret_input import read_secret
+
+    return read_secret(
+        None if source is None else str(source), what="the backup's passphrase",
+        option="--passphrase-file", confirm=confirm,
+    )  # fmt: skip
 
 
 @click.command("backup", epilog=EXIT_CODES_HELP)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help=FILE_OPTION_HELP)  # fmt: skip
 @json_option
-def backup(file: Path, force: bool, as_json: bool) -> None:
-    """Save the gateway's state (Thread network, frame counters, every JSON state file) and its
-    configuration to FILE (a versioned JSON document, written 0600).
+def backup(file: Path, force: bool, passphrase_file: Path | None, as_json: bool) -> None:
+    """Save the gateway's state (Thread network and its keys, frame counters, the gateway's
+    identity and pairing, every JSON state file) and its configuration to FILE, encrypted with
+    a passphrase (at least 8 characters; scrypt and AES-256-GCM), written 0600.
 
-    Safe while the services run: state files are replaced atomically, and the frame counters on
-    disk are ahead of those in use."""
+    The factory provisioning (serial, factory secret, claim code) is not in it: it stays on the
+    box. Safe while the services run: state files are replaced atomically, and the frame
+    counters on disk are ahead of those in use."""
     from gateway.admin.backup import collect, write_backup
 
     paths = Paths.from_env()
@@ -35,8 +49,9 @@ def backup(file: Path, force: bool, as_json: bool) -> None:
     def go() -> dict[str, Any]:
         if file.exists() and not force:
             raise InvalidArgument(f"{file} exists", hint="Pass --force to overwrite it.")
+        passphrase = _passphrase(passphrase_file, confirm=True)
         doc, other = collect(paths)
-        size = write_backup(file, doc)
+        size = write_backup(file, doc, passphrase)
         contents = doc["contents"]
         tn = contents["summary"]["thread_network"]
         return {
@@ -45,8 +60,8 @@ def backup(file: Path, force: bool, as_json: bool) -> None:
             "bytes": size,
             "format": doc["format"],
             "version": doc["version"],
+            "encrypted": True,
             "created_at": doc["created_at"],
-            "sha256": doc["sha256"],
             "state_files": [f["path"] for f in contents["state_files"]],
             "config": contents["config"] is not None,
             "network_name": tn["network_name"] if tn else None,
@@ -71,6 +86,8 @@ def backup(file: Path, force: bool, as_json: bool) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @yes_option
 @click.option("--skip-config", is_flag=True, help="Keep the current configuration file.")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help=FILE_OPTION_HELP)  # fmt: skip
 @click.option(
     "--frame-counter-increment",
     type=click.IntRange(1000, 1 << 30),
@@ -80,15 +97,21 @@ def backup(file: Path, force: bool, as_json: bool) -> None:
 )
 @json_option
 def restore(
-    file: Path, yes: bool, skip_config: bool, frame_counter_increment: int, as_json: bool
+    file: Path,
+    yes: bool,
+    skip_config: bool,
+    passphrase_file: Path | None,
+    frame_counter_increment: int,
+    as_json: bool,
 ) -> None:
     """Replace the gateway's state (and configuration) with a backup's.
 
-    Refuses a file of another format, of a newer version or with a bad checksum (exit 9), and
-    refuses while any service runs (stop them first). Frame counters are never lowered and are
+    Refuses a wrong passphrase, a file of another format, of a newer version or with a bad
+    checksum (exit 9) without touching the state, and refuses while any service runs (stop
+    them first). Frame counters are never lowered and are
     moved past anything used since the backup. The replaced state is kept aside in the state
     directory (.pre-restore-*)."""
-    from gateway.admin.backup import decode
+    from gateway.admin.backup import decode, is_encrypted
     from gateway.admin.backup import restore as do_restore
     from gateway.admin.services import refuse_if_running
 
@@ -98,10 +121,12 @@ def restore(
         try:
             data = file.read_bytes()
         except PermissionError:
-            from gateway.admin.common import AdminPermissionDenied
+            from gateway.admin.errors import AdminPermissionDenied
 
             raise AdminPermissionDenied(f"no permission to read {file}") from None
-        return decode(data)
+        if not is_encrypted(data):
+            return decode(data)
+        return decode(data, _passphrase(passphrase_file, confirm=False))
 
     bk = guard(as_json, load)
     run(as_json, lambda: refuse_if_running(paths, "restore"))

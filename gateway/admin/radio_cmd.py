@@ -13,10 +13,10 @@ from typing import Any
 import click
 
 from drivers.errors import GatewayError, InvalidArgument, RadioNotResponding, TxChannelBusy, TxNoAck
-from gateway.admin import output
-from gateway.admin.common import EXIT_CODES_HELP, fail, json_option, run
 from gateway.admin.radio_url import open_target
 from gateway.admin.remote_radio import RemoteRadio
+from gateway.cli import output
+from gateway.cli.common import EXIT_CODES_HELP, fail, json_option, run
 
 VIA_SERVICE = "radio-service"
 VIA_DIRECT = "direct"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.errors import GatewayError, RadioNotResponding, ServiceUnavailable
-from gateway.admin.common import ChannelInUse
+from gateway.admin.errors import ChannelInUse
 from gateway.radio.client import RxEvent
 from gateway.runtime.jsonline import JsonLineClient
 

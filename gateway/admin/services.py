@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.errors import GatewayError, ServiceUnavailable
-from gateway.runtime.jsonline import AccessDenied, JsonLineClient
+from gateway.cli.control import UNITS, call
+from gateway.runtime.jsonline import AccessDenied
 from gateway.runtime.paths import SERVICES, Paths
-
-UNITS = {name: f"gateway-{name}.service" for name in SERVICES}
 
 # Field names that must never leave gwctl even if a service one day reports them.
 _SECRET_FIELDS = frozenset(
@@ -62,22 +61,6 @@ def redact(obj: Any) -> Any:
     return obj
 
 
-async def call(paths: Paths, service: str, method: str, timeout: float = 3.0, **params: Any) -> Any:
-    client = JsonLineClient(paths.control_socket(service))
-    try:
-        await client.connect(timeout=min(timeout, 1.0))
-        try:
-            return await client.call(method, timeout=timeout, **params)
-        except TimeoutError:
-            raise ServiceUnavailable(
-                f"the {service} service accepted the connection but did not answer in {timeout} s",
-                hint=f"It may be hung; see 'gwctl logs --service {service}' and consider "
-                f"'systemctl restart {UNITS[service]}'.",
-            ) from None
-    finally:
-        await client.close()
-
-
 async def ask(paths: Paths, service: str, timeout: float = 3.0) -> Answer:
     if not paths.control_socket(service).exists():
         return Answer(
@@ -103,7 +86,7 @@ async def ask_all(paths: Paths, timeout: float = 3.0) -> dict[str, Answer]:
 
 async def refuse_if_running(paths: Paths, what: str) -> None:
     """Raise :class:`ServicesRunning` when any service runs (or might: socket not ours)."""
-    from gateway.admin.common import ServicesRunning
+    from gateway.admin.errors import ServicesRunning
 
     answers = await ask_all(paths, timeout=2.0)
     live = [a.service for a in answers.values() if a.maybe_running]

@@ -13,9 +13,10 @@ import click
 
 from drivers.errors import GatewayError, ServiceUnavailable
 from gateway import __version__
-from gateway.admin import output
-from gateway.admin.common import EXIT_CODES_HELP, AdminPermissionDenied, json_option, run
+from gateway.admin.errors import AdminPermissionDenied
 from gateway.admin.services import Answer, ask_all
+from gateway.cli import output
+from gateway.cli.common import EXIT_CODES_HELP, json_option, run
 from gateway.runtime.jsonline import AccessDenied
 from gateway.runtime.paths import SERVICES, Paths
 

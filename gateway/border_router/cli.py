@@ -7,8 +7,8 @@
     gwctl commissioner sessions
     gwctl commissioner stop
     gwctl dataset show [--hex] [--secrets]
-    gwctl dataset set HEX [--yes]
-    gwctl dataset passphrase [PASSPHRASE]
+    gwctl dataset set --file FILE|- [--yes]
+    gwctl dataset passphrase [--file FILE|-]
 
 The commissioner commands talk to the border router's control socket (the native commissioner
 runs inside the border router service); the dataset commands read and write the shared Thread
@@ -19,15 +19,14 @@ takes ``--json``.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from typing import Any
 
 import click
 
 from drivers.errors import GatewayError, InvalidArgument, ServiceUnavailable, StateError
-from gateway.admin import output
-from gateway.admin.common import fail, json_option, run
+from gateway.cli import output
+from gateway.cli.common import fail, guard, json_option, run
 from gateway.errors import ParseError
 from gateway.runtime.paths import Paths
 
@@ -38,7 +37,7 @@ SERVICE = "border-router"
 
 async def _call(method: str, timeout: float = 10.0, **params: Any) -> Any:
     import gateway.thread.errors  # noqa: F401  (registers the THR codes for error_class)
-    from gateway.admin.services import call
+    from gateway.cli.control import call
 
     paths = Paths.from_env()
     if not paths.control_socket(SERVICE).exists():
@@ -131,15 +130,31 @@ def joiner() -> None:
 
 @joiner.command("add")
 @click.argument("eui64")
-@click.argument("pskd")
+@click.argument("pskd", required=False, metavar="")
+@click.option("--pskd-file", help="Read the joiner's PSKd from FILE ('-': standard input); "
+              "default: a hidden prompt.")  # fmt: skip
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds the entry stays.")
 @click.option("--wait", is_flag=True, help="Wait until the joiner joined (or failed).")
 @click.option("--wait-timeout", default=120.0, show_default=True)
 @json_option
 def joiner_add(
-    eui64: str, pskd: str, timeout: float, wait: bool, wait_timeout: float, as_json: bool
+    eui64: str,
+    pskd: str | None,
+    pskd_file: str | None,
+    timeout: float,
+    wait: bool,
+    wait_timeout: float,
+    as_json: bool,
 ) -> None:
-    """Admit the joiner EUI64 ('*': any joiner) with its joining code PSKD."""
+    """Admit the joiner EUI64 ('*': any joiner) with its joining code (PSKd), read from
+    --pskd-file or a prompt: never from the command line, where other users could read it."""
+    from gateway.runtime.secret_input import read_secret, refuse_secret_argument
+
+    def secret() -> str:
+        refuse_secret_argument(pskd, "the PSKd", "--pskd-file")
+        return read_secret(pskd_file, what="the joiner's PSKd", option="--pskd-file")
+
+    pskd = guard(as_json, secret)
     who = _eui64(eui64)
 
     async def go() -> dict[str, Any]:
@@ -174,6 +189,17 @@ def joiner_remove(eui64: str, as_json: bool) -> None:
 
 
 # ------------------------------------------------------------------------------ dataset
+
+
+def _dataset_from(raw: bytes, cls: Any) -> Any:
+    """A dataset from OpenThread's hex form (text) or from its TLVs (binary)."""
+    try:
+        text = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(c in "0123456789abcdefABCDEF" for c in text):
+        return cls.from_hex(text)
+    return cls.from_bytes(raw)
 
 
 def _settings() -> Any:
@@ -265,18 +291,27 @@ def dataset_show(as_hex: bool, secrets: bool, as_json: bool) -> None:
 
 
 @dataset.command("set")
-@click.argument("hexdata")
+@click.argument("hexdata", required=False, metavar="")
+@click.option("--file", "source", help="Read the dataset from FILE ('-': standard input): "
+              "OpenThread's 'dataset active -x' hex form, or the TLVs themselves.")  # fmt: skip
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @json_option
-def dataset_set(hexdata: str, yes: bool, as_json: bool) -> None:
-    """Replace the active dataset with HEXDATA (OpenThread's ``dataset active -x`` form)."""
-    from gateway.admin.common import confirm
+def dataset_set(hexdata: str | None, source: str | None, yes: bool, as_json: bool) -> None:
+    """Replace the active dataset with the one in --file (it holds the network key and PSKc,
+    so it never comes as a command-line argument)."""
+    from gateway.cli.common import confirm
     from gateway.runtime.network import load_network, save_network
+    from gateway.runtime.secret_input import read_secret_bytes, refuse_secret_argument
     from gateway.wire.dataset import ActiveDataset
 
     try:
+        refuse_secret_argument(hexdata, "the dataset", "--file")
+        if source is None:
+            raise InvalidArgument("the dataset is needed: --file FILE, or --file - for "
+                                  "standard input")  # fmt: skip
+        raw = read_secret_bytes(source, option="--file")
         try:
-            ds = ActiveDataset.from_hex(hexdata.strip())
+            ds = _dataset_from(raw, ActiveDataset)
         except ParseError as exc:
             raise InvalidArgument(f"not a dataset: {exc.message}") from None
         if not ds.is_complete:
@@ -304,24 +339,23 @@ def dataset_set(hexdata: str, yes: bool, as_json: bool) -> None:
 
 
 @dataset.command("passphrase")
-@click.argument("passphrase", required=False)
+@click.argument("passphrase", required=False, metavar="")
+@click.option("--file", "source", help="Read the passphrase from FILE ('-': standard input); "
+              "default: a hidden prompt, asked twice.")  # fmt: skip
 @json_option
-def dataset_passphrase(passphrase: str | None, as_json: bool) -> None:
+def dataset_passphrase(passphrase: str | None, source: str | None, as_json: bool) -> None:
     """Set the commissioning passphrase: the PSKc becomes PBKDF2(passphrase, network name,
     extended PAN ID), what an external commissioner derives from the same passphrase."""
     from gateway.crypto.thread_keys import pskc as derive_pskc
     from gateway.crypto.thread_keys import validate_passphrase
     from gateway.runtime.logs import register_secret
     from gateway.runtime.network import load_network, save_network
+    from gateway.runtime.secret_input import read_secret, refuse_secret_argument
 
     try:
-        if passphrase is None:
-            if as_json or not sys.stdin.isatty():
-                passphrase = sys.stdin.readline().rstrip("\n")
-            else:
-                passphrase = click.prompt("Passphrase", hide_input=True,
-                                          confirmation_prompt=True, err=True)  # fmt: skip
-        assert passphrase is not None
+        refuse_secret_argument(passphrase, "the passphrase", "--file")
+        passphrase = read_secret(source, what="the commissioning passphrase", option="--file",
+                                 confirm=True)  # fmt: skip
         validate_passphrase(passphrase)
         register_secret(passphrase.encode())
         settings = _settings()

@@ -1,7 +1,7 @@
 """The border router service: the gateway's Thread side -- Leader for commissioning, Joiner Router
 on its own radio, Border Agent on the WLAN, and the native commissioner a technician can run.
 
-It is a thin asyncio shell around :class:`gateway.thread.core.BorderRouterCore` (sans-IO):
+It is a thin asyncio shell around :class:`gateway.thread.commissioning.core.BorderRouterCore` (sans-IO):
 
 * the radio: two subscriptions on the radio service (unsecured data frames whose first payload
   byte is a 6LoWPAN dispatch -- CBSB's NALP frames stay with the group owner -- and secured data
@@ -36,20 +36,20 @@ from gateway.crypto.thread_keys import mac_key_index, network_key_derivation
 from gateway.errors import GatewayError, InvalidArgument, ParseError, StateError
 from gateway.radio.client import RadioClient, RxEvent
 from gateway.runtime.jsonline import Connection, Handler
-from gateway.runtime.network import load_network, load_or_create_network
+from gateway.runtime.network import load_network, open_or_create_network
 from gateway.runtime.service import Service, run_service
 from gateway.runtime.state import atomic_write
-from gateway.runtime.uplink import Uplink
-from gateway.thread.commissioner import (
+from gateway.runtime.uplink import Uplink, UplinkChange, follow_uplink
+from gateway.thread.commissioning.commissioner import (
     CommissionerState,
     JoinerEvent,
     RateLimit,
     StateChanged,
 )
-from gateway.thread.core import BorderRouterCore, OutFrame
-from gateway.thread.dnssd import instance_name, meshcop_txt, state_bitmap
+from gateway.thread.commissioning.core import BorderRouterCore, OutFrame
+from gateway.thread.commissioning.dnssd import instance_name, meshcop_txt, state_bitmap
+from gateway.thread.commissioning.leader import KEEP_ALIVE_TIMEOUT
 from gateway.thread.errors import CommissionerNotActive, CommissioningError
-from gateway.thread.leader import KEEP_ALIVE_TIMEOUT
 from gateway.thread.link import SECURITY_LEVEL, LinkSecurity
 from gateway.wire.dataset import ActiveDataset
 from gateway.wire.mac802154 import ExtAddress, MacFrame
@@ -137,7 +137,7 @@ class BorderRouterService(Service):
         await self.radio.start(timeout=60.0)
         self.radio.on_reconnect = self._radio_back
         self.set_phase("loading the Thread network")
-        self.dataset = load_or_create_network(self.settings)
+        self.dataset = await open_or_create_network(self.settings, self.radio.energy_scan)
         ds = self.dataset
         assert ds.channel is not None and ds.pan_id is not None and ds.network_key is not None
         await self.radio.set_channel(ds.channel)
@@ -205,29 +205,23 @@ class BorderRouterService(Service):
         """Follow the WLAN/LAN uplink: the DNS-SD advertisement moves with its addresses and is
         withdrawn while it is unusable. The border agent socket listens on the wildcard address,
         so it keeps answering on new addresses without being re-opened."""
-        uplink = Uplink(self.settings.network.uplink)
-        try:
-            await uplink.start()
-        except GatewayError as exc:
-            LOG.warning(
-                "not following the uplink (%s); DNS-SD stays on the addresses at start", exc
-            )
-            return
-        self.uplink = uplink
-        self.spawn(self._follow_uplink(uplink), "uplink")
+        self.uplink = await follow_uplink(
+            self.settings.network.uplink,
+            self._on_uplink_change,
+            self.spawn,
+            without="DNS-SD stays on the addresses at start",
+        )
 
-    async def _follow_uplink(self, uplink: Uplink) -> None:
-        with uplink.changes() as changes:
-            async for change in changes:
-                if not self.settings.border_router.advertise_mdns:
-                    continue
-                if not (change.rebind or "link" in change.changed):
-                    continue
-                LOG.info("uplink %s changed (%s): moving the DNS-SD advertisement",
-                         change.new.ifname, ", ".join(sorted(change.changed)))  # fmt: skip
-                await self._withdraw_mdns()
-                if change.new.usable:
-                    await self._publish_mdns()
+    async def _on_uplink_change(self, change: UplinkChange) -> None:
+        if not self.settings.border_router.advertise_mdns:
+            return
+        if not (change.rebind or "link" in change.changed):
+            return
+        LOG.info("uplink %s changed (%s): moving the DNS-SD advertisement",
+                 change.new.ifname, ", ".join(sorted(change.changed)))  # fmt: skip
+        await self._withdraw_mdns()
+        if change.new.usable:
+            await self._publish_mdns()
 
     async def _withdraw_mdns(self) -> None:
         publisher, self._publisher = self._publisher, None
@@ -269,7 +263,7 @@ class BorderRouterService(Service):
         )
 
     async def _publish_mdns(self) -> None:
-        from gateway.border_router.mdns import MeshcopPublisher
+        from gateway.runtime.mdns import MeshcopPublisher
 
         assert self.ext_addr is not None and self.ba_port is not None
         if self._publisher is None:
@@ -539,7 +533,7 @@ class BorderRouterService(Service):
         }
 
     async def _m_reload_dataset(self, _c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
-        ds = load_network(self.settings)
+        ds = await asyncio.to_thread(load_network, self.settings)
         if ds is None:
             raise StateError("the Thread network state is missing")
         old = self.dataset

@@ -10,21 +10,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
 
-from gateway.admin import output
+from gateway.cli import output
+from gateway.cli.common import json_option
 from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.runtime.jsonline import JsonLineClient
 from gateway.runtime.paths import Paths
 
 SERVICE = "group-owner"
-
-
-def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
 
 
 async def _call(method: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -88,7 +84,7 @@ def bootstrap() -> None:
 
 
 @bootstrap.command("status")
-@_json_option
+@json_option
 def status_cmd(as_json: bool) -> None:
     """The group owner: cloud link, claim code, the open window."""
     doc = _fetch("bootstrap", as_json)
@@ -117,7 +113,7 @@ def status_cmd(as_json: bool) -> None:
 
 
 @bootstrap.command("sessions")
-@_json_option
+@json_option
 def sessions_cmd(as_json: bool) -> None:
     """The open window and the last one."""
     doc = _fetch("bootstrap", as_json)
@@ -135,7 +131,7 @@ def sessions_cmd(as_json: bool) -> None:
 
 
 @bootstrap.command("pending")
-@_json_option
+@json_option
 def pending_cmd(as_json: bool) -> None:
     """Things found but not yet confirmed by the user, and joins in progress."""
     doc = _fetch("bootstrap", as_json)
@@ -160,7 +156,7 @@ def pending_cmd(as_json: bool) -> None:
 
 
 @bootstrap.command("errors")
-@_json_option
+@json_option
 def errors_cmd(as_json: bool) -> None:
     """The last errors, each with the step of the bootstrap where it happened."""
     doc = _fetch("bootstrap_errors", as_json)
@@ -179,7 +175,7 @@ def errors_cmd(as_json: bool) -> None:
 
 
 @bootstrap.command("close")
-@_json_option
+@json_option
 def close_cmd(as_json: bool) -> None:
     """Close the open bootstrapping window now."""
     doc = _fetch("bootstrap_close", as_json)

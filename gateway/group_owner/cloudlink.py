@@ -20,14 +20,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.group_owner.cloudapi import (
-    CloudApiError,
-    CloudUnreachable,
-    CoapJsonClient,
-    client_tls_context,
-    registration_mac,
-)
 from gateway.group_owner.identity import Factory, Identity, factory_path, load_factory
+from gateway.runtime.coap_tls import CoapJsonClient, client_tls_context
+from gateway.wire.cloudapi import CloudApiError, CloudUnreachable, registration_mac
 
 LOG = logging.getLogger(__name__)
 
@@ -42,8 +37,10 @@ class CloudLink:
         eui64: bytes,
         on_event: Callable[[dict[str, Any]], Awaitable[None]],
         fallback_url: str = "",
+        factory_dir: Path | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.factory_dir = Path(factory_dir) if factory_dir is not None else self.state_dir
         self.eui64 = eui64
         self.on_event = on_event
         self.fallback_url = fallback_url
@@ -125,7 +122,7 @@ class CloudLink:
     async def _run(self) -> None:
         backoff = 0.5
         while True:
-            factory = load_factory(factory_path(self.state_dir))
+            factory = load_factory(factory_path(self.factory_dir, self.state_dir))
             if factory is None:
                 self.state = "not provisioned (no factory file yet)"
                 await asyncio.sleep(1.0)
@@ -210,7 +207,7 @@ class CloudLink:
                 self._after = last
 
     async def _register(self, factory: Factory, url: str) -> None:
-        csr = self.identity.csr_pem(factory.serial)
+        csr = await asyncio.to_thread(self.identity.csr_pem, factory.serial)  # key made, fsynced
         client = CoapJsonClient(url, client_tls_context(factory.cloud_ca), timeout=10.0)
         try:
             res = await client.call(
@@ -229,7 +226,8 @@ class CloudLink:
         cert = res.get("cert")
         if not isinstance(cert, str):
             raise CloudApiError("BAD_ANSWER", "the cloud sent no certificate")
-        self.identity.save_certificate(factory.serial, self.eui64, url, cert)
+        await asyncio.to_thread(self.identity.save_certificate, factory.serial, self.eui64, url,
+                                cert)  # fmt: skip
         LOG.info("registered with the cloud as %s", factory.serial)
 
     async def _send_outbox(self) -> None:

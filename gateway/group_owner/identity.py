@@ -1,9 +1,12 @@
 """The gateway's identity towards the cloud (draft premise: the group owner can connect to the
 cloud server) and its pairing with the user's app (premise: the app is bound to the group owner).
 
-* Factory file (``$GATEWAY_FACTORY_FILE``, default ``<state>/cbsb-factory.json``, written at
-  manufacturing by ``python -m gateway.peers.cloud enrol-gateway``): serial number, factory
-  secret, the claim code printed on the box, the cloud's URL and CA certificate. Read only.
+* Factory file (``cbsb-factory.json`` in the factory directory, ``/var/lib/gateway-factory``
+  or ``$GATEWAY_FACTORY_DIR``, written at manufacturing by
+  ``python -m gateway.peers.cloud enrol-gateway``): serial number, factory secret, the claim
+  code printed on the box, the cloud's URL and CA certificate. Read only; no factory reset,
+  restore or uninstall touches it. A file left in the state directory by an earlier release is
+  still read there (and a factory reset keeps it).
 * Identity, created on first start: a P-256 key pair (``group-owner-key.pem``, 0600) and, after
   registration, the client certificate the cloud issued for it (``group-owner-cert.pem``), with a
   checksummed record (``group-owner-identity.json``). Each file is written atomically; the key is
@@ -15,7 +18,6 @@ cloud server) and its pairing with the user's app (premise: the app is bound to 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,8 @@ from cryptography.x509.oid import NameOID
 from gateway.errors import StateError
 from gateway.runtime.logs import register_secret
 from gateway.runtime.state import JsonState, atomic_write
+from gateway.wire.cloudapi import FACTORY_FORMAT
 
-FACTORY_FORMAT = "cbsb-gateway-factory"
 FACTORY_FILE = "cbsb-factory.json"
 KEY_FILE = "group-owner-key.pem"
 CERT_FILE = "group-owner-cert.pem"
@@ -46,9 +48,13 @@ class Factory:
     cloud_ca: str = field(repr=False)
 
 
-def factory_path(state_dir: Path) -> Path:
-    env = os.environ.get("GATEWAY_FACTORY_FILE")
-    return Path(env) if env else state_dir / FACTORY_FILE
+def factory_path(factory_dir: Path, state_dir: Path | None = None) -> Path:
+    """The factory file: in the factory directory, or where an earlier release kept it (the
+    state directory) when only that one exists."""
+    path = factory_dir / FACTORY_FILE
+    if state_dir is not None and not path.exists() and (state_dir / FACTORY_FILE).exists():
+        return state_dir / FACTORY_FILE
+    return path
 
 
 def load_factory(path: Path) -> Factory | None:

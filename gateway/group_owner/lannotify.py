@@ -11,7 +11,7 @@ import secrets
 from typing import Any
 
 from gateway.errors import CryptoError, ParseError
-from gateway.group_owner import notice
+from gateway.wire import cbsb_notice as notice
 
 LOG = logging.getLogger(__name__)
 MAX_SENDS = 10

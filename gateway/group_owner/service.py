@@ -14,23 +14,25 @@ import asyncio
 import logging
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.group_owner.bootstrap import Bootstrapper, RadioParams
-from gateway.group_owner.cloudapi import CloudApiError, CloudUnreachable, format_claim_code
 from gateway.group_owner.cloudlink import CloudLink
 from gateway.group_owner.identity import Pairing
 from gateway.group_owner.lannotify import LanNotifier
-from gateway.group_owner.steps import STATUS_STEP, STEPS, describe
 from gateway.radio.client import RadioClient, RxEvent
 from gateway.runtime.jsonline import Connection, Handler
 from gateway.runtime.logs import register_secret
-from gateway.runtime.network import load_or_create_network
+from gateway.runtime.network import load_network, open_or_create_network
 from gateway.runtime.service import Service, run_service
-from gateway.runtime.uplink import Uplink
+from gateway.runtime.uplink import Uplink, UplinkChange, follow_uplink
 from gateway.wire.cbsb import STATUS_HINTS, BeaconFlags, Delivery, Status
-from gateway.wire.cbsb_session import EnrolleeFound, JoinCompleted, JoinGrant
+from gateway.wire.cbsb_gateway import JoinGrant
+from gateway.wire.cbsb_session import EnrolleeFound, JoinCompleted
+from gateway.wire.cbsb_steps import STATUS_STEP, STEPS, describe
+from gateway.wire.cloudapi import CloudApiError, CloudUnreachable, format_claim_code
 from gateway.wire.dataset import ActiveDataset
 
 LOG = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ class GroupOwnerService(Service):
         self.set_phase("waiting for the radio service")
         await self.radio.start(timeout=60.0)
         self.set_phase("loading the Thread network")
-        self.dataset = ds = load_or_create_network(self.settings)
+        self.dataset = ds = await open_or_create_network(self.settings, self.radio.energy_scan)
         assert ds.channel is not None and ds.pan_id is not None
         # The same channel and PAN as the border router: things join the gateway's network.
         await self.radio.set_channel(ds.channel)
@@ -79,7 +81,8 @@ class GroupOwnerService(Service):
         self.boot = Bootstrapper(self.radio, RadioParams(gw_id, ds.channel, ds.pan_id, delivery),
                                  self)  # fmt: skip
         self.cloud = CloudLink(self.state_dir, gw_id, self._on_cloud_event,
-                               self.settings.group_owner.cloud_url)  # fmt: skip
+                               self.settings.group_owner.cloud_url,
+                               factory_dir=self.paths.factory_dir)  # fmt: skip
         queue = await self.radio.subscribe(dispatch=[CBSB_DISPATCH, CBSB_DISPATCH], secured=False)
         self.spawn(self._cbsb_rx(queue), "cbsb-rx")
         self.spawn(self.boot.run(), "bootstrap")
@@ -87,25 +90,39 @@ class GroupOwnerService(Service):
         await self._start_uplink()
         self.set_phase("idle: no bootstrapping window open")
 
+    async def _refresh_dataset(self) -> None:
+        """Things get the network as it is when their window opens, not as it was when the
+        service started: ``gwctl dataset passphrase`` (a new PSKc), ``gwctl dataset set`` or the
+        REST API change it under a running service."""
+        assert self.boot is not None
+        ds = await asyncio.to_thread(load_network, self.settings)
+        if ds is None or ds.channel is None or ds.pan_id is None or ds == self.dataset:
+            return
+        old = self.dataset
+        if old is None or (ds.channel, ds.pan_id) != (old.channel, old.pan_id):
+            await self.radio.set_channel(ds.channel)
+            await self.radio.set_addresses(pan_id=ds.pan_id)
+        self.dataset = ds
+        delivery = Delivery(thread_dataset=ds.to_bytes(), key_sequence=KEY_SEQUENCE).to_bytes()
+        self.boot.params = replace(self.boot.params, channel=ds.channel, pan_id=ds.pan_id,
+                                   delivery=delivery)  # fmt: skip
+        LOG.info("the Thread network changed: things now receive the current active dataset")
+
     async def _start_uplink(self) -> None:
         """Follow the uplink: the cloud link reconnects as soon as the network comes back or
         moves, without waiting for a dead connection to time out."""
-        uplink = Uplink(self.settings.network.uplink)
-        try:
-            await uplink.start()
-        except GatewayError as exc:
-            LOG.warning("not following the uplink (%s); the cloud link relies on its timeouts", exc)
-            return
-        self.uplink = uplink
-        self.spawn(self._follow_uplink(uplink), "uplink")
+        self.uplink = await follow_uplink(
+            self.settings.network.uplink,
+            self._on_uplink_change,
+            self.spawn,
+            without="the cloud link relies on its timeouts",
+        )
 
-    async def _follow_uplink(self, uplink: Uplink) -> None:
-        with uplink.changes() as changes:
-            async for change in changes:
-                if change.reconnect and self.cloud is not None:
-                    LOG.info("uplink %s changed (%s): reconnecting to the cloud",
-                             change.new.ifname, ", ".join(sorted(change.changed)))  # fmt: skip
-                    self.cloud.reconnect("the uplink changed")
+    async def _on_uplink_change(self, change: UplinkChange) -> None:
+        if change.reconnect and self.cloud is not None:
+            LOG.info("uplink %s changed (%s): reconnecting to the cloud",
+                     change.new.ifname, ", ".join(sorted(change.changed)))  # fmt: skip
+            self.cloud.reconnect("the uplink changed")
 
     async def _cbsb_rx(self, queue: asyncio.Queue[RxEvent]) -> None:
         while True:
@@ -132,7 +149,7 @@ class GroupOwnerService(Service):
         if kind == "paired":
             k = bytes.fromhex(str(ev["k_appgw"]))
             if len(k) == 32:
-                self.pairing.save(str(ev.get("owner") or ""), k)
+                await asyncio.to_thread(self.pairing.save, str(ev.get("owner") or ""), k)
                 LOG.info("paired with the app of %s", ev.get("owner"))
             return
         sid = bytes.fromhex(str(ev.get("sid", "")))
@@ -150,6 +167,7 @@ class GroupOwnerService(Service):
             self._notify_targets[sid] = str(ev.get("notify") or "")
             grant = JoinGrant(sid=sid, exp=int(ev["exp"]), mode=BeaconFlags(int(ev["mode"])),
                               window_s=window, psks=psks)  # fmt: skip
+            await self._refresh_dataset()
             self.set_phase(f"bootstrapping window open (session {sid.hex()[:8]})")
             boot.open(grant)
         elif kind == "psk":

@@ -1,7 +1,13 @@
 """The reference external Thread commissioner (a technician's laptop, a phone app's stand-in).
 
-    python -m gateway.peers.commissioner [--border-agent HOST:PORT] (--pskc HEX | --passphrase P)
-        --joiner EUI64=PSKD [--joiner '*=PSKD' ...] [--count N] [--duration S]
+    python -m gateway.peers.commissioner [--border-agent HOST:PORT]
+        (--pskc-file FILE | --passphrase-file FILE) --joiner EUI64 [--joiner '*' ...]
+        --pskd-file FILE [--count N] [--duration S]
+
+Secrets come from files, or standard input for ``-``, never from the command line: the PSKc (32
+hex digits) or the commissioning passphrase on the first line of their file, the joiners' PSKds
+as lines ``PSKD`` (for every ``--joiner``) or ``EUI64=PSKD`` / ``*=PSKD`` (for that joiner, which
+is then admitted even without ``--joiner``).
 
 It finds the border agent by DNS-SD (``_meshcop._udp``, through zeroconf) unless
 ``--border-agent`` names it, opens DTLS 1.2 with EC-JPAKE and the PSKc (given in hex, or derived
@@ -27,7 +33,6 @@ border agent refused the PSKc.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ipaddress
@@ -36,12 +41,17 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
+import click
+
+from gateway.cli.common import invoke, option_value
 from gateway.crypto.dtls import DtlsAuthenticationError, DtlsConfig, DtlsTimeoutError
 from gateway.crypto.thread_keys import pskc as derive_pskc
 from gateway.errors import GatewayError, InvalidArgument
-from gateway.thread.commissioner import (
+from gateway.runtime.secret_input import read_secret, read_secret_bytes
+from gateway.thread.commissioning.commissioner import (
     Commissioner,
     CommissionerState,
     JoinerEvent,
@@ -49,13 +59,17 @@ from gateway.thread.commissioner import (
     StateChanged,
     SteeringUpdated,
 )
+from gateway.thread.commissioning.ext_commissioner import (
+    BorderAgentLinkState,
+    ExternalCommissioner,
+    LinkEvent,
+)
 from gateway.thread.errors import (
     AnotherCommissionerActive,
     CommissioningError,
     KeepAliveTimeout,
     PetitionRejected,
 )
-from gateway.thread.ext_commissioner import BorderAgentLinkState, ExternalCommissioner, LinkEvent
 
 __all__ = [
     "BorderAgentUnreachable",
@@ -327,7 +341,7 @@ def parse_joiner(text: str) -> tuple[bytes | None, str]:
     """``EUI64=PSKD`` or ``*=PSKD``."""
     who, sep, pskd = text.partition("=")
     if not sep or not pskd:
-        raise argparse.ArgumentTypeError(f"{text!r}: use EUI64=PSKD or '*=PSKD'")
+        raise ValueError(f"{text!r}: use EUI64=PSKD or '*=PSKD'")
     if who.strip() == "*":
         return None, pskd
     try:
@@ -335,7 +349,7 @@ def parse_joiner(text: str) -> tuple[bytes | None, str]:
     except ValueError:
         eui = b""
     if len(eui) != 8:
-        raise argparse.ArgumentTypeError(f"{who!r} is not an EUI-64 (16 hex digits) or '*'")
+        raise ValueError(f"{who!r} is not an EUI-64 (16 hex digits) or '*'")
     return eui, pskd
 
 
@@ -346,13 +360,11 @@ def _host_port(text: str) -> tuple[str, int]:
         ipaddress.ip_address(host)
         return host, int(port)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: use HOST:PORT with a numeric address"
-        ) from None
+        raise ValueError(f"{text!r}: use HOST:PORT with a numeric address") from None
 
 
-async def _discover(args: argparse.Namespace, say: Callable[[str], None]) -> tuple[str, int, Any]:
-    from gateway.border_router.mdns import browse_border_agents
+async def _discover(args: SimpleNamespace, say: Callable[[str], None]) -> tuple[str, int, Any]:
+    from gateway.runtime.mdns import browse_border_agents
 
     say(f"looking for border agents (_meshcop._udp) on {args.uplink} for {args.browse:.0f} s")
     found = await browse_border_agents(args.browse, args.uplink)
@@ -371,7 +383,7 @@ async def _discover(args: argparse.Namespace, say: Callable[[str], None]) -> tup
     return host, rec.port, rec
 
 
-async def _amain(args: argparse.Namespace, joiners: list[tuple[bytes | None, str]]) -> int:
+async def _amain(args: SimpleNamespace, joiners: list[tuple[bytes | None, str]]) -> int:
     t0 = time.monotonic()
 
     def say(text: str) -> None:
@@ -389,7 +401,7 @@ async def _amain(args: argparse.Namespace, joiners: list[tuple[bytes | None, str
         xp_hex = args.xpanid or (record.ext_pan_id.hex() if record and record.ext_pan_id else None)
         if not name or not xp_hex:
             raise InvalidArgument(
-                "--passphrase needs the network name and extended PAN ID (--network-name, "
+                "--passphrase-file needs the network name and extended PAN ID (--network-name, "
                 "--xpanid, or a DNS-SD record that carries them)"
             )
         pskc = derive_pskc(args.passphrase, name, bytes.fromhex(xp_hex))
@@ -432,47 +444,127 @@ async def _amain(args: argparse.Namespace, joiners: list[tuple[bytes | None, str
         await peer.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m gateway.peers.commissioner",
-        description="An external Thread commissioner: petitions a border agent and admits "
-        "joiners with their joining codes (PSKd).",
-    )
-    ap.add_argument("--border-agent", type=_host_port, metavar="HOST:PORT",
-                    help="the border agent (default: find it by DNS-SD)")  # fmt: skip
-    cred = ap.add_mutually_exclusive_group(required=True)
-    cred.add_argument("--pskc", help="the commissioning credential, 32 hex digits")
-    cred.add_argument("--passphrase", help="the network's commissioning passphrase")
-    ap.add_argument("--network-name", help="for --passphrase, and to choose a border agent")
-    ap.add_argument("--xpanid", help="extended PAN ID (16 hex digits), as --network-name")
-    ap.add_argument("--joiner", type=parse_joiner, action="append", default=[],
-                    metavar="EUI64=PSKD", help="admit a joiner ('*=PSKD': any joiner)")  # fmt: skip
-    ap.add_argument("--count", type=int, help="joins to wait for (default: one per --joiner)")
-    ap.add_argument("--duration", type=float, default=120.0, help="stop after this many seconds")
-    ap.add_argument("--joiner-timeout", type=float, default=120.0,
-                    help="how long joiner entries stay (s)")  # fmt: skip
-    ap.add_argument("--joiner-session-timeout", type=float, default=30.0,
-                    help="a joiner handshake must finish within this (s)")  # fmt: skip
-    ap.add_argument("--keep-alive", type=float, default=25.0, help="COMM_KA interval (s)")
-    ap.add_argument("--id", default="Gateway reference commissioner", help="Commissioner ID")
-    ap.add_argument("--uplink", default="auto", help="interface for DNS-SD (auto, lo, eth0...)")
-    ap.add_argument("--browse", type=float, default=3.0, help="DNS-SD browse time (s)")
-    ap.add_argument("--connect-timeout", type=float, default=20.0)
-    ap.add_argument("--stop-on-failure", action="store_true",
-                    help="end at the first failed joiner (its error decides the exit code)")  # fmt: skip
-    args = ap.parse_args(argv)
+def _joiners(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    out: list[bytes | None] = []
+    for v in value:
+        if "=" in v:
+            raise click.UsageError(
+                "--joiner takes the EUI-64 only: the PSKd is no longer taken on the command line "
+                "(other users can read it there); put it in --pskd-file FILE (or - for standard "
+                "input), as PSKD or EUI64=PSKD lines"
+            )
+        try:
+            out.append(parse_joiner(f"{v}=x")[0])
+        except ValueError as exc:
+            raise click.BadParameter(str(exc).replace("'x'", "")) from None
+    return out
+
+
+def joiners_with_pskds(named: list[bytes | None], text: str) -> list[tuple[bytes | None, str]]:
+    """The joiners to admit: each ``--joiner`` with the file's plain ``PSKD`` line, and each
+    ``EUI64=PSKD`` line of the file (which overrides the plain line for that joiner)."""
+    default: str | None = None
+    specific: dict[bytes | None, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" in line:
+            eui, pskd = parse_joiner(line)
+            specific[eui] = pskd
+        elif default is None:
+            default = line
+        else:
+            raise ValueError("--pskd-file has two plain PSKd lines; use EUI64=PSKD lines")
+    out: list[tuple[bytes | None, str]] = []
+    for eui in named:
+        code = specific.pop(eui, None) or default
+        if code is None:
+            who = "*" if eui is None else eui.hex()
+            raise ValueError(f"--pskd-file has no PSKd for joiner {who}")
+        out.append((eui, code))
+    return out + list(specific.items())
+
+
+@click.command(
+    help="An external Thread commissioner: petitions a border agent and admits joiners with "
+    "their joining codes (PSKd).",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option("--border-agent", callback=option_value(_host_port), metavar="HOST:PORT",
+              help="the border agent (default: find it by DNS-SD)")  # fmt: skip
+@click.option("--pskc", hidden=True)  # refused: secrets never on the command line
+@click.option("--passphrase", hidden=True)
+@click.option("--pskc-file", metavar="FILE",
+              help="the commissioning credential (32 hex digits) from FILE ('-': stdin)")  # fmt: skip
+@click.option("--passphrase-file", metavar="FILE",
+              help="the network's commissioning passphrase from FILE ('-': stdin)")  # fmt: skip
+@click.option("--network-name", help="for --passphrase-file, and to choose a border agent")
+@click.option("--xpanid", help="extended PAN ID (16 hex digits), as --network-name")
+@click.option("--joiner", multiple=True, callback=_joiners, metavar="EUI64",
+              help="admit a joiner ('*': any joiner); its PSKd comes from --pskd-file")  # fmt: skip
+@click.option("--pskd-file", metavar="FILE",
+              help="the joiners' PSKds ('-': stdin): a line PSKD for every --joiner, or lines "
+              "EUI64=PSKD")  # fmt: skip
+@click.option("--count", type=int, help="joins to wait for (default: one per --joiner)")
+@click.option("--duration", type=float, default=120.0, help="stop after this many seconds")
+@click.option("--joiner-timeout", type=float, default=120.0,
+              help="how long joiner entries stay (s)")  # fmt: skip
+@click.option("--joiner-session-timeout", type=float, default=30.0,
+              help="a joiner handshake must finish within this (s)")  # fmt: skip
+@click.option("--keep-alive", type=float, default=25.0, help="COMM_KA interval (s)")
+@click.option("--id", default="Gateway reference commissioner", help="Commissioner ID")
+@click.option("--uplink", default="auto", help="interface for DNS-SD (auto, lo, eth0...)")
+@click.option("--browse", type=float, default=3.0, help="DNS-SD browse time (s)")
+@click.option("--connect-timeout", type=float, default=20.0)
+@click.option("--stop-on-failure", is_flag=True,
+              help="end at the first failed joiner (its error decides the exit code)")  # fmt: skip
+def command(**opts: Any) -> int:
+    args = SimpleNamespace(**opts)
+    for old in ("pskc", "passphrase"):
+        if getattr(args, old) is not None:
+            raise click.UsageError(
+                f"--{old} is no longer taken on the command line (other users can read it "
+                f"there): use --{old}-file FILE, or --{old}-file - for standard input"
+            )
+    if (args.pskc_file is None) == (args.passphrase_file is None):
+        raise click.UsageError("give one of --pskc-file and --passphrase-file")
+    if args.pskc_file is not None and args.pskc_file == args.pskd_file == "-":
+        raise click.UsageError("only one secret can come from standard input")
+    try:
+        if args.pskc_file is not None:
+            args.pskc = read_secret(args.pskc_file, what="the PSKc", option="--pskc-file")
+        else:
+            args.passphrase = read_secret(args.passphrase_file, what="the passphrase",
+                                          option="--passphrase-file")  # fmt: skip
+        pskds = ""
+        if args.pskd_file is not None:
+            pskds = read_secret_bytes(args.pskd_file, option="--pskd-file").decode()
+        elif args.joiner:
+            raise click.UsageError("--joiner needs --pskd-file (the joiners' PSKds)")
+        args.joiner = joiners_with_pskds(list(args.joiner), pskds)
+    except (GatewayError, UnicodeDecodeError, ValueError) as exc:
+        raise click.UsageError(getattr(exc, "message", str(exc))) from None
     if args.pskc is not None:
         try:
             if len(bytes.fromhex(args.pskc)) != 16:
                 raise ValueError
         except ValueError:
-            ap.error("--pskc must be 32 hex digits")
+            raise click.BadParameter("must be 32 hex digits", param_hint="--pskc-file") from None
     if args.xpanid is not None:
         try:
             if len(bytes.fromhex(args.xpanid)) != 8:
                 raise ValueError
         except ValueError:
-            ap.error("--xpanid must be 16 hex digits")
+            raise click.BadParameter("must be 16 hex digits", param_hint="--xpanid") from None
+    return _run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return invoke(command, argv, "python -m gateway.peers.commissioner")
+
+
+def _run(args: SimpleNamespace) -> int:
     try:
         return asyncio.run(_amain(args, args.joiner))
     except KeyboardInterrupt:

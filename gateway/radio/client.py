@@ -108,15 +108,23 @@ class RadioClient:
             client = JsonLineClient(self.path, on_event=self._on_event)
             try:
                 await client.connect(timeout=max(0.1, deadline - loop.time()))
-                self.info = await client.call("hello", client=self.name)
+                self.info = await client.call(
+                    "hello", timeout=max(5.0, deadline - loop.time()), client=self.name
+                )
                 self._client = client
                 await self._restore_state()
                 self._connected.set()
                 return
-            except ServiceUnavailable:
+            except (ServiceUnavailable, OSError) as exc:
+                # OSError: a socket that vanished or reset between connect and hello, a full
+                # listen backlog while the service starts (EAGAIN)
                 await client.close()
                 if loop.time() + delay > deadline:
-                    raise
+                    if isinstance(exc, ServiceUnavailable):
+                        raise
+                    raise ServiceUnavailable(
+                        f"the radio service at {self.path} does not answer: {exc}"
+                    ) from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
             except BaseException:
@@ -157,6 +165,10 @@ class RadioClient:
                     break
                 except GatewayError as exc:
                     LOG.debug("radio service not back yet: %s", exc)
+                    await asyncio.sleep(0.5)
+                except Exception as exc:  # noqa: BLE001 - the supervisor must outlive any failure
+                    LOG.warning("reconnecting to the radio service failed (%s: %s); trying again",
+                                type(exc).__name__, exc)  # fmt: skip
                     await asyncio.sleep(0.5)
 
     def _on_event(self, msg: dict[str, Any]) -> None:
@@ -218,6 +230,12 @@ class RadioClient:
             kw["ext_addr"] = kw["ext_addr"].hex()
         self._restore.addresses.update(kw)
         await self.call("set_addresses", **kw)
+
+    async def energy_scan(self, channels: list[int], duration: float) -> dict[int, int]:
+        """Peak energy (dBm) per channel, measured for ``duration`` seconds each."""
+        res = await self.call("energy_scan", timeout=30.0 + len(channels) * duration,
+                              channels=channels, duration=duration)  # fmt: skip
+        return {int(c["channel"]): int(c["ed_dbm"]) for c in res["channels"]}
 
     async def set_channel(self, channel: int) -> None:
         self._restore.channel = channel

@@ -21,7 +21,7 @@ from drivers.fcs import append_fcs
 from drivers.radio import CHANNELS, Radio, RxFrame, open_radio
 from gateway.errors import CryptoError, InvalidArgument, ParseError
 from gateway.radio.protocol import RxFilter, bool_param, hex_bytes, int_param
-from gateway.runtime.jsonline import Connection, Handler, JsonLineServer
+from gateway.runtime.jsonline import RADIO_GROUP, Connection, Handler, JsonLineServer
 from gateway.runtime.logs import register_secret
 from gateway.runtime.service import Service, run_service
 from gateway.runtime.state import FrameCounterStore
@@ -35,18 +35,23 @@ from gateway.wire.mac802154 import (
 )
 
 LOG = logging.getLogger(__name__)
-MAX_KEYS = 64
+MAX_KEYS = 64  # per connection
+MAX_KEYS_TOTAL = 256
 MAX_SUBSCRIPTIONS = 16  # per connection
 REPLAY_TABLE = 512
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Key:
+    """A key one client registered: its key id is that client's own name for it, and only that
+    client may use it, replace it or remove it, and sees the frames it opens."""
+
     key_id: str
     key: bytes
     key_id_mode: int
     key_index: int | None
     key_source: bytes
+    owner: Connection
 
     def __repr__(self) -> str:
         return f"_Key({self.key_id!r}, mode {self.key_id_mode}, index {self.key_index})"
@@ -70,8 +75,8 @@ class RadioService(Service):
         self.counters_store: FrameCounterStore | None = None
         self.server: JsonLineServer | None = None
         self.ext_addr = ExtAddress(bytes(8))
-        self._keys: dict[str, _Key] = {}
-        self._rx_keys: dict[tuple[int, int | None, bytes], _Key] = {}
+        # (key id mode, key index, key source) -> the keys registered for it, every client's
+        self._rx_keys: dict[tuple[int, int | None, bytes], list[_Key]] = {}
         self._replay: dict[tuple[bytes, str], int] = {}
         self._dsn = int.from_bytes(os.urandom(1), "big")
         self._next_sub = 1
@@ -101,7 +106,9 @@ class RadioService(Service):
         await radio.set_tx_power(s.tx_power_dbm)
         self.ext_addr = ExtAddress(radio.info.eui64)
         await radio.set_addresses(ext_addr=radio.info.eui64)
-        self.server = JsonLineServer(self.paths.radio_socket(), self._socket_methods(), self._gone)
+        self.server = JsonLineServer(
+            self.paths.radio_socket(), self._socket_methods(), self._gone, group=RADIO_GROUP
+        )
         await self.server.start()
         self.spawn(self._rx_loop(), "rx")
         self.set_phase(f"ready on channel {radio.channel}")
@@ -128,10 +135,24 @@ class RadioService(Service):
         out["mac"] = dict(self.stats)
         if self.counters_store is not None:
             store = self.counters_store
+            keys = self._all_keys()
+            names = [k.key_id for k in keys]
             out["frame_counters"] = {
-                k.key_id: store.peek(k.counter_id) for k in self._keys.values()
-            }
+                (k.key_id if names.count(k.key_id) == 1 else f"{_client(k.owner)}/{k.key_id}"):
+                store.peek(k.counter_id)
+                for k in keys
+            }  # fmt: skip
         return out
+
+    def _all_keys(self) -> list[_Key]:
+        conns = self.server.connections if self.server is not None else []
+        return [k for c in conns for k in _conn_keys(c).values()]
+
+    def _reindex_keys(self) -> None:
+        index: dict[tuple[int, int | None, bytes], list[_Key]] = {}
+        for k in self._all_keys():
+            index.setdefault((k.key_id_mode, k.key_index, k.key_source), []).append(k)
+        self._rx_keys = index
 
     def methods(self) -> dict[str, Handler]:
         async def counters(_c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
@@ -169,41 +190,65 @@ class RadioService(Service):
             self.stats["rx_unparsed"] += 1
             mf = None
         secured = bool(mf is not None and mf.security is not None)
-        plain = mf
-        if mf is not None and secured and not tx:
-            plain = self._unsecure(mf, event)
         first: int | None = None
-        if plain is not None and (not secured or plain is not mf) and plain.payload:
-            first = plain.payload[0]
+        if mf is not None and not secured and mf.payload:
+            first = mf.payload[0]
+        # A secured frame that a key opened: its plaintext goes to the clients that registered
+        # that key, and to nobody else (they get the frame as it was on the air).
+        opened: dict[Connection, tuple[dict[str, Any], int | None]] = {}
+        if mf is not None and secured and not tx:
+            result = self._unsecure(mf, event)
+            if result is not None:
+                plain, opener, extra = result
+                for k in self._rx_keys.get(_key_slot(opener), []):
+                    if k.key == opener.key:
+                        opened[k.owner] = ({**extra, "key_id": k.key_id},
+                                           plain.payload[0] if plain.payload else None)  # fmt: skip
         ftype = int(mf.frame_type) if mf is not None else (raw[0] & 7 if raw else 0)
         event["secured"] = secured
         for conn in list(self.server.connections):
             subs: dict[int, RxFilter] = conn.data.get("subs", {})
+            mine = opened.get(conn)
             for sid, flt in subs.items():
                 if tx and not flt.include_tx:
                     continue
-                if not flt.matches(ftype, secured, first):
+                if not flt.matches(ftype, secured, mine[1] if mine else first):
                     continue
-                if not conn.send({**event, "sub": sid}, droppable=True):
+                ev = {**event, **mine[0], "sub": sid} if mine else {**event, "sub": sid}
+                if not conn.send(ev, droppable=True):
                     self.stats["events_dropped"] += 1
                 else:
                     self.stats["rx_delivered"] += 1
 
-    def _unsecure(self, mf: MacFrame, event: dict[str, Any]) -> MacFrame | None:
+    def _unsecure(
+        self, mf: MacFrame, event: dict[str, Any]
+    ) -> tuple[MacFrame, _Key, dict[str, Any]] | None:
+        """The plaintext, the key that opened it and what its owners are told; None (with the
+        reason in ``event``) when no registered key opens the frame."""
         sec = mf.security
         assert sec is not None
-        key = self._rx_keys.get((sec.key_id_mode, sec.key_index, sec.key_source))
+        candidates = self._rx_keys.get((sec.key_id_mode, sec.key_index, sec.key_source), [])
         event["decrypted"] = False
-        if key is None or sec.mic_length == 0:
+        if not candidates or sec.mic_length == 0:
             # levels 0 and 4 carry no MIC: nothing shows the sender holds the key, so such a
             # frame is neither reported as the key's nor allowed to move the replay window
             return None
         src = mf.src if isinstance(mf.src, ExtAddress) else None
         if src is None:
             return None  # nonce needs the sender's extended address: left to the client
-        try:
-            plain = unsecure(mf, key.key, ext_src=src)
-        except CryptoError:
+        plain: MacFrame | None = None
+        key = candidates[0]
+        tried: set[bytes] = set()
+        for key in candidates:  # clients may hold different keys for one slot
+            if key.key in tried:
+                continue
+            tried.add(key.key)
+            try:
+                plain = unsecure(mf, key.key, ext_src=src)
+                break
+            except CryptoError:
+                continue
+        if plain is None:
             self.stats["rx_mic_failures"] += 1
             event["mic_ok"] = False
             return None
@@ -218,18 +263,20 @@ class RadioService(Service):
             self._replay.pop(next(iter(self._replay)))
         self._replay[rk] = fc
         self.stats["rx_decrypted"] += 1
-        event.update(
-            decrypted=True,
-            key_id=key.key_id,
-            frame_counter=fc,
-            plain=plain.header_bytes().hex() + plain.payload.hex(),
-        )
-        return plain
+        extra = {
+            "decrypted": True,
+            "frame_counter": fc,
+            "plain": plain.header_bytes().hex() + plain.payload.hex(),
+        }
+        return plain, key, extra
 
     # ------------------------------------------------------------------ radio socket
 
     def _gone(self, conn: Connection) -> None:
+        had_keys = bool(_conn_keys(conn))
         conn.data.clear()
+        if had_keys:  # a client's keys go with it (it registers them again when it comes back)
+            self._reindex_keys()
 
     def _socket_methods(self) -> dict[str, Handler]:
         return {
@@ -322,7 +369,7 @@ class RadioService(Service):
         res = await self._radio().energy_scan(chans, float(dur))
         return {"channels": [{"channel": c, "ed_dbm": res[c]} for c in chans]}
 
-    async def _register_key(self, _c: Connection, p: dict[str, Any]) -> dict[str, Any]:
+    async def _register_key(self, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
         key_id = p.get("key_id")
         if not isinstance(key_id, str) or not 1 <= len(key_id) <= 32:
             raise InvalidArgument("'key_id' must be a string of 1..32 characters")
@@ -334,25 +381,27 @@ class RadioService(Service):
             raise InvalidArgument(
                 f"key id mode {mode} needs a {(0, 0, 4, 8)[mode]}-byte key_source"
             )
-        if len(self._keys) >= MAX_KEYS and key_id not in self._keys:
-            raise InvalidArgument(f"at most {MAX_KEYS} keys")
+        keys = _conn_keys(conn)
+        if len(keys) >= MAX_KEYS and key_id not in keys:
+            raise InvalidArgument(f"at most {MAX_KEYS} keys per client")
+        if len(self._all_keys()) >= MAX_KEYS_TOTAL and key_id not in keys:
+            raise InvalidArgument(f"at most {MAX_KEYS_TOTAL} keys in all")
         register_secret(key)
-        old = self._keys.get(key_id)
-        if old is not None:
-            self._rx_keys.pop((old.key_id_mode, old.key_index, old.key_source), None)
-        k = _Key(key_id, key, mode, index, source)
-        self._keys[key_id] = k
-        self._rx_keys[(mode, index, source)] = k
+        # The slot (mode, index, source) of the key this one replaces, if any, is freed by
+        # the re-index; another client's keys are never touched.
+        keys[key_id] = _Key(key_id, key, mode, index, source, conn)
+        conn.data["keys"] = keys
+        self._reindex_keys()
         return {"key_id": key_id}
 
-    async def _remove_key(self, _c: Connection, p: dict[str, Any]) -> dict[str, Any]:
+    async def _remove_key(self, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
         key_id = p.get("key_id")
-        k = self._keys.pop(key_id, None) if isinstance(key_id, str) else None
+        k = _conn_keys(conn).pop(key_id, None) if isinstance(key_id, str) else None
         if k is not None:
-            self._rx_keys.pop((k.key_id_mode, k.key_index, k.key_source), None)
+            self._reindex_keys()
         return {"removed": k is not None}
 
-    async def _transmit(self, _c: Connection, p: dict[str, Any]) -> dict[str, Any]:
+    async def _transmit(self, conn: Connection, p: dict[str, Any]) -> dict[str, Any]:
         radio = self._radio()
         raw = hex_bytes(p, "frame", 3, 125)
         csma = bool_param(p, "csma", True)
@@ -373,12 +422,12 @@ class RadioService(Service):
                 raise InvalidArgument("'security' must be an object")
             if frame.security is not None:
                 raise InvalidArgument("send the frame unsecured; the radio service secures it")
-            key = self._keys.get(sec_p.get("key_id"))  # type: ignore[arg-type]
+            key = _conn_keys(conn).get(sec_p.get("key_id"))  # type: ignore[arg-type]
             if key is None:
                 raise InvalidArgument("unknown 'key_id': register the key first")
             level = int_param(sec_p, "level", 1, 7, 5)
             assert self.counters_store is not None
-            fc = self.counters_store.next(key.counter_id)  # persisted before the frame leaves
+            fc = await self.counters_store.take(key.counter_id)  # on disk before the frame leaves
             aux = AuxSecurityHeader(level, key.key_id_mode, fc, key.key_source, key.key_index)
             try:
                 frame = secure(replace(frame, security=aux), key.key, ext_src=self.ext_addr)
@@ -403,6 +452,19 @@ class RadioService(Service):
             "seq": frame.seq,
             "frame_counter": fc,
         }
+
+
+def _conn_keys(conn: Connection) -> dict[str, _Key]:
+    keys: dict[str, _Key] = conn.data.get("keys", {})
+    return keys
+
+
+def _key_slot(k: _Key) -> tuple[int, int | None, bytes]:
+    return (k.key_id_mode, k.key_index, k.key_source)
+
+
+def _client(conn: Connection) -> str:
+    return str(conn.data.get("client", "?"))
 
 
 def main() -> None:

@@ -30,8 +30,10 @@ from gateway.errors import GatewayError, ServiceUnavailable, error_class
 
 LOG = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
-MAX_LINE = 256 * 1024
-GROUP = "gateway"
+MAX_LINE = 256 * 1024  # a request
+MAX_REPLY = 16 * 1024 * 1024  # a reply or event, as the client accepts it
+GROUP = "gateway"  # administration: gwctl and the control sockets
+RADIO_GROUP = "gateway-radio"  # the radio device and the radio socket
 
 
 class ProtocolError(GatewayError):
@@ -55,9 +57,9 @@ class AccessDenied(GatewayError):
     default_hint = "Run as root or as a member of the 'gateway' group."
 
 
-def gateway_gid() -> int | None:
+def gateway_gid(group: str = GROUP) -> int | None:
     try:
-        return grp.getgrnam(GROUP).gr_gid
+        return grp.getgrnam(group).gr_gid
     except KeyError:
         return None
 
@@ -89,11 +91,12 @@ def _peer_groups(pid: int, sock: socket.socket | None = None) -> set[int]:
     return set()
 
 
-def peer_allowed(sock: socket.socket) -> bool:
+def peer_allowed(sock: socket.socket, group: str = GROUP) -> bool:
+    """Root, the service's own user, or a member of ``group``."""
     pid, uid, gid = peer_credentials(sock)
     if uid in (0, os.geteuid()):
         return True
-    ggid = gateway_gid()
+    ggid = gateway_gid(group)
     return ggid is not None and (gid == ggid or ggid in _peer_groups(pid, sock))
 
 
@@ -138,8 +141,10 @@ class JsonLineServer:
         path: Path,
         methods: dict[str, Handler],
         on_disconnect: Callable[[Connection], None] | None = None,
+        group: str = GROUP,
     ) -> None:
         self.path = Path(path)
+        self.group = group  # who besides root and the service's user may connect
         self.methods = methods
         self.on_disconnect = on_disconnect
         self._server: asyncio.Server | None = None
@@ -152,7 +157,7 @@ class JsonLineServer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a stale socket from a crashed run
-        ggid = gateway_gid()
+        ggid = gateway_gid(self.group)
         old_umask = os.umask(0o117 if ggid is not None else 0o177)
         try:
             self._server = await asyncio.start_unix_server(
@@ -174,9 +179,13 @@ class JsonLineServer:
         conn = Connection(reader, writer)
         sock = writer.get_extra_info("socket")
         try:
-            if sock is not None and not peer_allowed(sock):
+            if sock is not None and not peer_allowed(sock, self.group):
                 self.refused += 1
-                conn.send({"id": None, "error": AccessDenied("access denied").to_dict()})
+                denied = AccessDenied(
+                    "access denied",
+                    hint=f"Run as root or as a member of the '{self.group}' group.",
+                )
+                conn.send({"id": None, "error": denied.to_dict()})
                 await conn.drain()
                 return
             self.connections.add(conn)
@@ -275,12 +284,13 @@ class JsonLineClient:
         self._next_id = 1
         self._reader_task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
+        self.oversized = 0  # replies or events longer than MAX_REPLY, skipped
 
     async def connect(self, timeout: float = 5.0) -> None:
         try:
             async with asyncio.timeout(timeout):
                 self._reader, self._writer = await asyncio.open_unix_connection(
-                    str(self.path), limit=MAX_LINE
+                    str(self.path), limit=MAX_REPLY
                 )
         except (FileNotFoundError, ConnectionRefusedError, TimeoutError) as exc:
             raise ServiceUnavailable(f"nothing is listening on {self.path}") from exc
@@ -292,9 +302,16 @@ class JsonLineClient:
         assert self._reader is not None
         try:
             while True:
-                line = await self._reader.readline()
-                if not line:
+                try:
+                    line = await self._reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError:
                     break
+                except asyncio.LimitOverrunError:
+                    # A line longer than the client takes: skip it whole and keep the
+                    # connection (the call it answered, if any, times out and is forgotten).
+                    self.oversized += 1
+                    await self._skip_line()
+                    continue
                 try:
                     msg = json.loads(line)
                 except (UnicodeDecodeError, json.JSONDecodeError):
@@ -322,11 +339,20 @@ class JsonLineClient:
                     fut.set_exception(cls(str(err.get("message", "error")), hint=err.get("hint")))
                 else:
                     fut.set_result(msg.get("result"))
-        except (ConnectionError, asyncio.LimitOverrunError):
+        except ConnectionError:
             pass
         finally:
             self._fail_all(ServiceUnavailable(f"the service on {self.path} closed the connection"))
             self.closed.set()
+
+    async def _skip_line(self) -> None:
+        assert self._reader is not None
+        while True:
+            try:
+                await self._reader.readuntil(b"\n")
+                return
+            except asyncio.LimitOverrunError as exc:
+                await self._reader.readexactly(exc.consumed)
 
     def _fail_all(self, exc: GatewayError) -> None:
         for fut in self._pending.values():
@@ -342,10 +368,16 @@ class JsonLineClient:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = fut
         msg = {"v": PROTOCOL_VERSION, "id": req_id, "method": method, "params": params}
-        self._writer.write(json.dumps(msg).encode() + b"\n")
-        await self._writer.drain()
-        async with asyncio.timeout(timeout):
-            return await fut
+        try:
+            try:
+                self._writer.write(json.dumps(msg).encode() + b"\n")
+                await self._writer.drain()
+            except OSError as exc:  # the service went away under us (reset, broken pipe)
+                raise ServiceUnavailable(f"the connection to {self.path} was lost: {exc}") from None
+            async with asyncio.timeout(timeout):
+                return await fut
+        finally:
+            self._pending.pop(req_id, None)  # answered, timed out or cancelled: forgotten
 
     async def close(self) -> None:
         if self._writer is not None:

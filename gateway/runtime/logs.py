@@ -33,19 +33,40 @@ def register_secret(value: bytes | str) -> None:
         _SECRETS.update(forms)
 
 
+def redact(text: str) -> str:
+    """``text`` with every registered secret masked."""
+    with _LOCK:
+        for s in _SECRETS:
+            if s in text:
+                text = text.replace(s, "[redacted]")
+    return text
+
+
+_EXC_FORMATTER = logging.Formatter()
+_STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
 class RedactingFilter(logging.Filter):
+    """Masks registered secrets in everything a handler can emit from a record: the message
+    with its arguments, the traceback and stack, and extra fields. The journal handler sends
+    every attribute of the record as a field, so the record itself is rewritten: the message is
+    formatted once and its arguments dropped, the exception is kept only as masked text."""
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _EXC_FORMATTER.formatException(record.exc_info)
+        record.exc_info = None  # the text form stays (formatters append exc_text)
         if not _SECRETS:
             return True
-        msg = record.getMessage()
-        masked = msg
-        with _LOCK:
-            for s in _SECRETS:
-                if s in masked:
-                    masked = masked.replace(s, "[redacted]")
-        if masked != msg:
-            record.msg = masked
-            record.args = None
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        for name, value in list(record.__dict__.items()):
+            if name not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, name, redact(value))
         return True
 
 

@@ -7,10 +7,12 @@ holds keys (network key, PSKc): mode 0600, written atomically, never logged.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from gateway.errors import ParseError, StateError
@@ -79,6 +81,46 @@ def load_or_create_network(settings: Settings, channel: int | None = None) -> Ac
         _store(settings).save({"active_dataset": ds.to_hex()})
         _register(ds)
         return ds
+
+
+LOG = logging.getLogger(__name__)
+# Between the Wi-Fi channels 1, 6 and 11 (2412, 2437, 2462 MHz): 802.15.4 channels 15 (2425),
+# 20 (2450) and 25/26 (2475/2480 MHz) overlap them least. Among channels that measure the same,
+# these come first.
+PREFERRED_CHANNELS = (15, 20, 25, 26)
+SCAN_SECONDS_PER_CHANNEL = 0.05  # 0.8 s for the 16 channels, once, at the first start
+
+
+def quietest_channel(energy: dict[int, int]) -> int:
+    """The channel with the least energy; ties go to :data:`PREFERRED_CHANNELS`, then to the
+    lower channel."""
+    if not energy:
+        raise ValueError("no channel was measured")
+
+    def rank(ch: int) -> tuple[int, int, int]:
+        pref = PREFERRED_CHANNELS.index(ch) if ch in PREFERRED_CHANNELS else len(PREFERRED_CHANNELS)
+        return (energy[ch], pref, ch)
+
+    return min(energy, key=rank)
+
+
+EnergyScan = Callable[[list[int], float], Awaitable[dict[int, int]]]
+
+
+async def open_or_create_network(settings: Settings, scan: EnergyScan) -> ActiveDataset:
+    """The active dataset, or on first start a new network on the quietest channel, measured
+    with ``scan`` (an energy scan of channels 11-26) unless ``[thread] channel`` names one. The
+    file work runs off the event loop."""
+    existing = await asyncio.to_thread(load_network, settings)
+    if existing is not None:
+        return existing
+    channel: int | None = settings.thread.channel or None
+    if channel is None:
+        energy = await scan(list(range(11, 27)), SCAN_SECONDS_PER_CHANNEL)
+        channel = quietest_channel(energy)
+        LOG.info("first start: channel %d is the quietest (%d dBm; %s)", channel, energy[channel],
+                 " ".join(f"{c}:{e}" for c, e in sorted(energy.items())))  # fmt: skip
+    return await asyncio.to_thread(load_or_create_network, settings, channel)
 
 
 def save_network(settings: Settings, ds: ActiveDataset) -> None:

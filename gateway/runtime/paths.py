@@ -10,6 +10,9 @@ from pathlib import Path
 DEFAULT_CONFIG = Path("/etc/gateway/gateway.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/gateway")
 DEFAULT_RUNTIME_DIR = Path("/run/gateway")
+# Factory provisioning (serial, factory secret, cloud URL and CA, claim code): written at
+# manufacturing, read-only for the services; no reset, restore or uninstall touches it.
+DEFAULT_FACTORY_DIR = Path("/var/lib/gateway-factory")
 SERVICES = ("radio", "border-router", "group-owner")
 
 
@@ -18,6 +21,7 @@ class Paths:
     config: Path
     state_dir: Path
     runtime_dir: Path
+    factory_dir: Path = DEFAULT_FACTORY_DIR
 
     @classmethod
     def from_env(cls) -> Paths:
@@ -25,6 +29,7 @@ class Paths:
             config=Path(os.environ.get("GATEWAY_CONFIG", DEFAULT_CONFIG)),
             state_dir=Path(os.environ.get("GATEWAY_STATE_DIR", DEFAULT_STATE_DIR)),
             runtime_dir=Path(os.environ.get("GATEWAY_RUNTIME_DIR", DEFAULT_RUNTIME_DIR)),
+            factory_dir=Path(os.environ.get("GATEWAY_FACTORY_DIR", DEFAULT_FACTORY_DIR)),
         )
 
     def service_runtime(self, service: str) -> Path:

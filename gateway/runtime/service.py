@@ -12,7 +12,6 @@ then READY=1. Fatal errors exit non-zero with a one-line reason so systemd resta
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -23,6 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
+
+import click
 
 from gateway import __version__
 from gateway.errors import GatewayError
@@ -183,17 +184,27 @@ class Service:
 
 
 def run_service(cls: type[Service], argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog=f"python -m gateway.{cls.name.replace('-', '_')}",
-        description=cls.description,
+    """The ``python -m gateway.<service>`` entry point: ``--help`` and ``--version`` answer
+    without touching anything; otherwise load the settings and run the service until it stops."""
+    prog = f"python -m gateway.{cls.name.replace('-', '_')}"
+
+    @click.command(
+        help=cls.description,
         epilog=(
             "Configuration: $GATEWAY_CONFIG (default /etc/gateway/gateway.toml); state: "
             "$GATEWAY_STATE_DIR (/var/lib/gateway); sockets: $GATEWAY_RUNTIME_DIR "
             "(/run/gateway); radio: $GATEWAY_RADIO_URL overrides [radio] url."
         ),
+        context_settings={"help_option_names": ["-h", "--help"]},
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.parse_args(argv)
+    @click.version_option(__version__, prog_name=prog, message="%(prog)s %(version)s")
+    def command() -> None:
+        _run(cls)
+
+    command.main(args=argv, prog_name=prog)
+
+
+def _run(cls: type[Service]) -> None:
     try:
         settings = load_settings()
     except GatewayError as exc:

@@ -8,7 +8,6 @@ errors (a typo must not silently fall back to a default). ``GATEWAY_RADIO_URL`` 
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -201,14 +200,22 @@ def load_settings(paths: Paths | None = None) -> Settings:
 
 
 def write_setting(path: Path, dotted: str, value: str) -> Settings:
-    """Set ``section.key`` in the TOML file (validated before anything is written)."""
+    """Set ``section.key`` in the TOML file (validated before anything is written).
+
+    The file is edited, not rewritten: through tomlkit, the operator's comments, blank lines,
+    key order and formatting stay as they were; only the one value changes (or is appended to
+    its table, or a new table at the end)."""
+    import tomlkit
+    import tomlkit.exceptions
+
     from gateway.runtime.state import atomic_write
 
     section, _, key = dotted.partition(".")
     if not section or not key:
         raise ConfigError(f"'{dotted}': use section.key, e.g. radio.tx_power_dbm")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        before = path.read_text(encoding="utf-8") if path.exists() else ""
+        data = tomllib.loads(before)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     parsed: Any
@@ -222,33 +229,22 @@ def write_setting(path: Path, dotted: str, value: str) -> Settings:
     table[key] = parsed
     # validate the values themselves (a list or table must not slip through as its string form)
     settings = _settings_from(data, str(path))
-    text = _dump_toml(data)
     try:
-        written = parse_settings(text, str(path))
+        doc = tomlkit.parse(before)
+        if section not in doc:
+            doc.add(section, tomlkit.table())
+        doc[section][key] = parsed
+        text = tomlkit.dumps(doc)
+    except (tomlkit.exceptions.TOMLKitError, TypeError, ValueError):
+        text = ""
+    try:
+        written = parse_settings(text, str(path)) if text else None
     except ConfigError:
         written = None
     if written != settings:
         raise ConfigError(f"'{dotted}': this value cannot be written to the file")
     atomic_write(path, text.encode(), mode=0o644)
     return settings
-
-
-def _dump_toml(data: dict[str, Any]) -> str:
-    lines: list[str] = []
-    for section, values in data.items():
-        if not isinstance(values, dict):
-            continue
-        lines.append(f"[{section}]")
-        for k, v in values.items():
-            if isinstance(v, bool):
-                lines.append(f"{k} = {'true' if v else 'false'}")
-            elif isinstance(v, int | float):
-                lines.append(f"{k} = {v}")
-            else:
-                # JSON string escapes are valid TOML basic-string escapes
-                lines.append(f"{k} = {json.dumps(str(v), ensure_ascii=False)}")
-        lines.append("")
-    return "\n".join(lines)
 
 
 def config_path_writable(path: Path) -> bool:

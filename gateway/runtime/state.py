@@ -9,6 +9,7 @@ kept as ``<name>.bak`` for `gwctl restore`-style recovery by a technician.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -129,6 +130,7 @@ class FrameCounterStore:
         self._stored: dict[str, int] = dict(counters)
         self._next: dict[str, int] = dict(counters)  # resume from the stored (reserved) mark
         self.writes = 0
+        self._lock: asyncio.Lock | None = None
 
     @property
     def floor(self) -> int:
@@ -138,14 +140,38 @@ class FrameCounterStore:
 
     def next(self, key_id: str) -> int:
         """Take the next counter value for ``key_id`` (persisting a new reserve when needed)."""
+        value, stored = self._claim(key_id)
+        if stored is not None:
+            self._state.save({"counters": stored})
+        return self._commit(key_id, value, stored)
+
+    async def take(self, key_id: str) -> int:
+        """:meth:`next` for an event loop: a new reserve is written (and fsynced) in a worker
+        thread, and the value is handed out only once it is on disk. Takers queue behind a write
+        in progress, so no two take the same value."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            value, stored = self._claim(key_id)
+            if stored is not None:
+                await asyncio.to_thread(self._state.save, {"counters": stored})
+            return self._commit(key_id, value, stored)
+
+    def _claim(self, key_id: str) -> tuple[int, dict[str, int] | None]:
+        """The next value of ``key_id`` and, when it reaches the stored mark, the counters to
+        store first."""
         if key_id == FLOOR_KEY:
             raise StateError(f"'{FLOOR_KEY}' is not a key id")
         value = self._next.get(key_id, self.floor)
         if value > 0xFFFFFFFE:
             raise StateError(f"frame counter for {key_id} is exhausted; the key must change")
-        if value >= self._stored.get(key_id, 0):
-            self._stored[key_id] = min(value + self.reserve, 0xFFFFFFFF)
-            self._state.save({"counters": self._stored})
+        if value < self._stored.get(key_id, 0):
+            return value, None
+        return value, {**self._stored, key_id: min(value + self.reserve, 0xFFFFFFFF)}
+
+    def _commit(self, key_id: str, value: int, stored: dict[str, int] | None) -> int:
+        if stored is not None:
+            self._stored = stored
             self.writes += 1
         self._next[key_id] = value + 1
         return value

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from gateway.errors import InvalidArgument, ParseError
+from gateway.ratelimit import TokenBucket
 from gateway.thread.link import peek_packet
 from gateway.wire.fragment import parse_lowpan_frame
 from gateway.wire.ipv6 import PROTO_UDP
@@ -33,7 +34,7 @@ from gateway.wire.lowpan import header_sizes
 from gateway.wire.mac802154 import ExtAddress, FrameType, MacFrame
 from gateway.wire.mle import MLE_HOP_LIMIT, MLE_PORT
 
-__all__ = ["PolicerConfig", "TokenBucket", "UnsecuredPolicer", "Verdict"]
+__all__ = ["PolicerConfig", "UnsecuredPolicer", "Verdict"]
 
 _MLE_DISCOVERY_REQUEST: Final = b"\xff\x10"  # suite 255, command 16
 
@@ -49,25 +50,6 @@ class Verdict(enum.Enum):
     FRAGMENT = "dropped_fragment"  # FRAGN of no admitted datagram, or too many in flight
     RATE_JOINER = "dropped_rate_joiner"
     RATE_GLOBAL = "dropped_rate_global"
-
-
-@dataclass
-class TokenBucket:
-    rate: float  # tokens per second
-    burst: float
-    tokens: float = -1.0
-    last: float | None = None
-
-    def take(self, now: float, cost: float = 1.0) -> bool:
-        if self.tokens < 0:
-            self.tokens = self.burst
-        if self.last is not None and now > self.last:
-            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= cost:
-            self.tokens -= cost
-            return True
-        return False
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,10 @@ from typing import ClassVar, Final, TypeAlias
 from drivers.errors import InvalidArgument
 from drivers.fcs import crc16_kermit
 from drivers.fcs import fcs as _fcs
+from drivers.mac_header import ADDR_EXT as _ADDR_EXT
+from drivers.mac_header import ADDR_NONE as _ADDR_NONE
+from drivers.mac_header import ADDR_SHORT as _ADDR_SHORT
+from drivers.mac_header import HeaderError, pan_presence, parse_header
 from gateway.errors import CryptoError, ParseError
 from gateway.wire.ccm_star import (
     ccm_star_decrypt,
@@ -173,8 +177,6 @@ class ExtAddress:
 Address: TypeAlias = ShortAddress | ExtAddress | None
 BROADCAST: Final = ShortAddress(0xFFFF)
 
-_ADDR_NONE, _ADDR_SHORT, _ADDR_EXT = 0, 2, 3
-
 
 def _addr_mode(addr: Address) -> int:
     if addr is None:
@@ -184,26 +186,6 @@ def _addr_mode(addr: Address) -> int:
     if isinstance(addr, ExtAddress):
         return _ADDR_EXT
     raise InvalidArgument(f"not a MAC address: {addr!r}")
-
-
-def _pan_presence(version: int, dst_mode: int, src_mode: int, comp: bool) -> tuple[bool, bool]:
-    """Which PAN ID fields are on air (dst, src) for this FCF."""
-    if version < FrameVersion.V2015:
-        # 2003/2006: each PAN ID goes with its address; compression drops the source PAN when
-        # both addresses are present (IEEE 802.15.4-2006 7.2.1.1.5).
-        dst = dst_mode != _ADDR_NONE
-        src = src_mode != _ADDR_NONE and not (comp and dst)
-        return dst, src
-    # IEEE 802.15.4-2015 Table 7-2
-    if dst_mode == _ADDR_NONE and src_mode == _ADDR_NONE:
-        return comp, False
-    if src_mode == _ADDR_NONE:
-        return not comp, False
-    if dst_mode == _ADDR_NONE:
-        return False, not comp
-    if dst_mode == _ADDR_EXT and src_mode == _ADDR_EXT:
-        return not comp, False
-    return True, not comp
 
 
 def pan_id_fields(
@@ -477,7 +459,7 @@ class MacFrame:
         elif not 0 <= self.seq <= 0xFF:
             raise InvalidArgument("sequence number must be 0..255")
         dm, sm = _addr_mode(self.dst), _addr_mode(self.src)
-        want_dst, want_src = _pan_presence(self.version, dm, sm, self.pan_id_compression)
+        want_dst, want_src = pan_presence(self.version, dm, sm, self.pan_id_compression)
         if (self.dst_pan is not None) != want_dst or (self.src_pan is not None) != want_src:
             raise InvalidArgument(
                 "PAN ID fields do not match the addressing modes and PAN ID compression "
@@ -660,43 +642,23 @@ class MacFrame:
         version = (fcf >> 12) & 3
         if version > FrameVersion.V2015:
             raise ParseError("reserved frame version")
-        dm, sm = (fcf >> 10) & 3, (fcf >> 14) & 3
-        if dm == 1 or sm == 1:
-            raise ParseError("reserved addressing mode")
-        comp = bool(fcf & 0x0040)
+        try:
+            h = parse_header(raw)
+        except HeaderError as exc:
+            raise ParseError(str(exc)) from None
         is2015 = version == FrameVersion.V2015
-        seq_suppressed = is2015 and bool(fcf & 0x0100)
         ie_present = is2015 and bool(fcf & 0x0200)
         reserved = fcf & (0x0080 if is2015 else 0x0380)
-        pos = 2
-        end = len(raw)
-        seq: int | None = None
-        if not seq_suppressed:
-            if pos >= end:
-                raise ParseError("truncated sequence number")
-            seq = raw[pos]
-            pos += 1
-        has_dst_pan, has_src_pan = _pan_presence(version, dm, sm, comp)
+        comp, seq, pos, end = h.pan_id_compression, h.seq, h.length, len(raw)
 
-        def take(n: int, what: str) -> bytes:
-            nonlocal pos
-            if pos + n > end:
-                raise ParseError(f"truncated {what}")
-            chunk = raw[pos : pos + n]
-            pos += n
-            return chunk
+        def addr(a: int | bytes | None) -> Address:
+            if isinstance(a, bytes):
+                return ExtAddress(a)
+            return None if a is None else ShortAddress(a)
 
-        def addr(mode: int, what: str) -> Address:
-            if mode == _ADDR_SHORT:
-                return ShortAddress(int.from_bytes(take(2, what), "little"))
-            if mode == _ADDR_EXT:
-                return ExtAddress.from_air(take(8, what))
-            return None
-
-        dst_pan = int.from_bytes(take(2, "destination PAN"), "little") if has_dst_pan else None
-        dst = addr(dm, "destination address")
-        src_pan = int.from_bytes(take(2, "source PAN"), "little") if has_src_pan else None
-        src = addr(sm, "source address")
+        dst_pan, dst = h.dst_pan, addr(h.dst_addr)
+        src_pan = None if h.src_pan_elided else h.src_pan
+        src = addr(h.src_addr)
         security: AuxSecurityHeader | None = None
         mic = b""
         if fcf & 0x0008:

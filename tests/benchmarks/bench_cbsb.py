@@ -35,15 +35,10 @@ from gateway.wire.cbsb import (  # noqa: E402
     JoinResponse,
     parse_frame,
 )
-from gateway.wire.cbsb_session import (  # noqa: E402
+from gateway.wire.cbsb_gateway import GatewayConfig, GatewaySession, JoinGrant
+from gateway.wire.cbsb_session import (
     Committed,
-    GatewayConfig,
-    GatewaySession,
-    JoinGrant,
     Output,
-    ThingIdentity,
-    ThingJoin,
-    ThingState,
     build_beacon,
     build_confirm,
     build_join_request,
@@ -52,6 +47,7 @@ from gateway.wire.cbsb_session import (  # noqa: E402
     open_response,
     verify_join_request,
 )
+from gateway.wire.cbsb_thing import ThingIdentity, ThingJoin, ThingState
 from tests.cbsb.sim import Air  # noqa: E402
 
 DATASET = bytes.fromhex(  # espressif/esp-matter "Light + OTBR" README, `dataset active -x`

@@ -60,7 +60,7 @@ async def _worker(offset: int, first_node: int, devs_file: str) -> None:
     """--worker: many things in this one process, triggered together by SIGUSR1."""
     from drivers.radio import open_radio
     from gateway.peers.thing.cbsb import run_thing
-    from gateway.wire.cbsb_session import ThingIdentity, ThingTimers
+    from gateway.wire.cbsb_thing import ThingIdentity, ThingTimers
 
     devs = json.loads(Path(devs_file).read_text())
     radios = []

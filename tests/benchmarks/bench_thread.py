@@ -43,7 +43,8 @@ def joiner_proc(
 ) -> subprocess.Popen[str]:
     cmd = [
         sys.executable, "-m", "gateway.peers.thing", "join", "--radio", stack.radio_url(node),
-        "--pskd", PSKD, "--eui64", eui64, "--channels", channels, "--json", "--quiet",
+        "--pskd-file", str(stack.secret_file(PSKD)), "--eui64", eui64, "--channels", channels,
+        "--json", "--quiet",
         "--timeout", "90",
     ]  # fmt: skip
     if start_at is not None:

@@ -16,11 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.wire.cbsb_session import (
-    Output,
-    Send,
-    SetChannel,
-)
+from gateway.wire.cbsb_session import Output, Send, SetChannel
 
 BYTE_S = 32e-6  # 250 kbit/s O-QPSK
 PHY_OVERHEAD = 6  # preamble, SFD, PHR

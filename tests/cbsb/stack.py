@@ -106,6 +106,10 @@ class Stack:
         return self.root / "gw" / "state"
 
     @property
+    def factory_dir(self) -> Path:
+        return self.root / "gw" / "factory"
+
+    @property
     def runtime_dir(self) -> Path:
         return self.root / "gw" / "run"
 
@@ -131,12 +135,13 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         drop = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM",
                 "INVOCATION_ID", "GATEWAY_RADIO_URL", "GATEWAY_CLOUD_URL",
-                "GATEWAY_FACTORY_FILE")  # fmt: skip
+                "GATEWAY_FACTORY_DIR")  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k not in drop}
         env.update(
             GATEWAY_CONFIG=str(self.root / "gw" / "gateway.toml"),
             GATEWAY_STATE_DIR=str(self.state_dir),
             GATEWAY_RUNTIME_DIR=str(self.runtime_dir),
+            GATEWAY_FACTORY_DIR=str(self.factory_dir),
             GATEWAY_RADIO_URL=self.gateway_radio_url,
             PYTHONPATH=str(REPO),
             PYTHONUNBUFFERED="1",
@@ -201,7 +206,8 @@ class Stack:
         return p is not None and p.poll() is not None
 
     def enrol_gateway(self) -> dict[str, Any]:
-        r = self.cloud("enrol-gateway", "--out", str(self.state_dir / "cbsb-factory.json"),
+        self.factory_dir.mkdir(parents=True, exist_ok=True)
+        r = self.cloud("enrol-gateway", "--out", str(self.factory_dir / "cbsb-factory.json"),
                        "--cloud-url", self.cloud_url, "--json")  # fmt: skip
         assert r.returncode == 0, r.stderr
         return dict(json.loads(r.stdout))

@@ -31,24 +31,22 @@ from gateway.wire.cbsb import (
     Status,
     parse_frame,
 )
-from gateway.wire.cbsb_session import (
-    Committed,
-    EnrolleeFound,
+from gateway.wire.cbsb_gateway import (
     GatewayConfig,
     GatewayLimits,
     GatewaySession,
-    JoinCompleted,
     JoinGrant,
+    SessionState,
+)
+from gateway.wire.cbsb_session import (
+    Committed,
+    EnrolleeFound,
+    JoinCompleted,
     Progress,
     Report,
     Send,
     SessionEnded,
-    SessionState,
     ThingFailed,
-    ThingIdentity,
-    ThingJoin,
-    ThingState,
-    ThingTimers,
     build_ack,
     build_beacon,
     build_confirm,
@@ -62,6 +60,7 @@ from gateway.wire.cbsb_session import (
     open_response,
     verify_join_request,
 )
+from gateway.wire.cbsb_thing import ThingIdentity, ThingJoin, ThingState, ThingTimers
 from tests.cbsb.sim import Air
 
 ESP_DATASET = bytes.fromhex(  # espressif/esp-matter "Light + OTBR" README, `dataset active -x`

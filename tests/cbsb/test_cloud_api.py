@@ -14,21 +14,20 @@ from pathlib import Path
 import pytest
 
 from gateway.crypto import cbsb_keys as k
-from gateway.group_owner.cloudapi import (
-    CloudApiError,
-    CloudUnreachable,
-    CoapJsonClient,
-    client_tls_context,
-    new_claim_code,
-    registration_mac,
-    thing_qr,
-)
 from gateway.group_owner.identity import Identity
 from gateway.peers.cloud import pki
 from gateway.peers.cloud.server import CloudServer
 from gateway.peers.cloud.store import CloudStore
+from gateway.runtime.coap_tls import CoapJsonClient, client_tls_context
 from gateway.wire.cbsb import Beacon, BeaconFlags
 from gateway.wire.cbsb_session import build_beacon, build_join_request
+from gateway.wire.cloudapi import (
+    CloudApiError,
+    CloudUnreachable,
+    new_claim_code,
+    registration_mac,
+    thing_qr,
+)
 
 OFFSET = 262  # this module's port offset (CBSB tests use 200-299)
 PORT = 30000 + OFFSET
@@ -54,7 +53,7 @@ class Cloud:
                                                               (k_dev or b"")).hexdigest())[:7]  # fmt: skip
         k_dev = k_dev or bytes(range(32))
         code = new_claim_code()
-        from gateway.group_owner.cloudapi import claim_digest
+        from gateway.wire.cloudapi import claim_digest
 
         self.store.add_device(dev_id, k_dev, claim_digest(code), "test")
         return dev_id, k_dev, code
@@ -81,7 +80,7 @@ async def _gateway(
     code."""
     secret = bytes(range(32, 64))
     code = new_claim_code()
-    from gateway.group_owner.cloudapi import claim_digest
+    from gateway.wire.cloudapi import claim_digest
 
     cloud.store.add_gateway(serial, secret, claim_digest(code))
     ident = Identity(cloud.root / serial)
@@ -307,6 +306,34 @@ async def test_login_lockout_and_claim_codes(cloud: Cloud) -> None:
     assert e.value.reason == "UNAUTHORIZED"
 
 
+async def test_parallel_guesses_get_no_more_tries_than_sequential_ones(cloud: Cloud) -> None:
+    """The password hash runs off the event loop, so logins overlap: twenty guesses sent at once
+    must not all be checked before the first failure counts. At most five are tried, the rest
+    are refused unchecked, and the account is locked for the right password as well."""
+    import asyncio
+
+    cloud.store.add_user("dave", "a long password")
+    clients = [cloud.client() for _ in range(20)]
+
+    async def guess(c: CoapJsonClient, n: int) -> str:
+        try:
+            await c.call("login", {"user": "dave", "password": f"guess {n}"})
+        except CloudApiError as exc:
+            return exc.reason
+        return "OK"
+
+    reasons = await asyncio.gather(*(guess(c, n) for n, c in enumerate(clients)))
+    assert "OK" not in reasons
+    assert 1 <= reasons.count("BAD_LOGIN") <= 5, reasons
+    assert reasons.count("LOCKED") == 20 - reasons.count("BAD_LOGIN")
+    for _ in range(5 - reasons.count("BAD_LOGIN")):  # the tries the burst left, one by one
+        reasons.append(await guess(clients[0], 99))
+    assert reasons.count("BAD_LOGIN") == 5
+    with pytest.raises(CloudApiError) as e:
+        await clients[0].call("login", {"user": "dave", "password": "a long password"})
+    assert e.value.reason == "LOCKED"
+
+
 def test_store_is_wal_full_sync_and_keeps_secrets_sealed(tmp_path: Path) -> None:
     store = CloudStore(tmp_path)
     k_dev = bytes(range(200, 232))
@@ -331,3 +358,40 @@ def test_store_is_wal_full_sync_and_keeps_secrets_sealed(tmp_path: Path) -> None
     with pytest.raises(InvalidTag):
         store2.unseal("devices", bytes([1] * 8).hex(), sealed)
     store2.close()
+
+
+def _my_sockets_to(port: int) -> int:
+    """How many of this process's TCP sockets are connected to ``port`` (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in list(f)[1:]:
+                cols = line.split()
+                if int(cols[2].rsplit(":", 1)[1], 16) == port and cols[3] != "0A":
+                    inodes.add(cols[9])
+    mine = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = fd.readlink().as_posix()
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            mine += 1
+    return mine
+
+
+async def test_a_closed_client_leaves_no_socket_open(cloud: Cloud) -> None:
+    """aiocoap's client shutdown only sends a CoAP Release; close() must also close the TLS
+    connection itself, or every client a long-running service replaces leaks a socket."""
+    clients = [cloud.client() for _ in range(3)]
+    for c in clients:
+        with pytest.raises(CloudApiError):
+            await c.call("login", {"user": "nobody", "password": "x"})
+    assert _my_sockets_to(PORT) == 3
+    for c in clients:
+        await c.close()
+    assert _my_sockets_to(PORT) == 0
+    # A closed client reconnects on its next call.
+    with pytest.raises(CloudApiError):
+        await clients[0].call("login", {"user": "nobody", "password": "x"})
+    assert _my_sockets_to(PORT) == 1

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from gateway.group_owner import notice
 from gateway.group_owner.bootstrap import RadioParams
 from gateway.group_owner.service import GroupOwnerService
-from gateway.group_owner.steps import STATUS_STEP
 from gateway.runtime.paths import Paths
 from gateway.runtime.settings import parse_settings
+from gateway.wire import cbsb_notice as notice
 from gateway.wire.cbsb import Status
+from gateway.wire.cbsb_steps import STATUS_STEP
 
 SID = bytes(range(16))
 DEV = bytes.fromhex("0011223344556677")

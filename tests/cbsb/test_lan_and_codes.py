@@ -15,8 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import CryptoError, ParseError
-from gateway.group_owner import notice
-from gateway.group_owner.cloudapi import (
+from gateway.wire import cbsb_notice as notice
+from gateway.wire.cbsb import Status
+from gateway.wire.cbsb_steps import STATUS_STEP, STEPS, describe
+from gateway.wire.cloudapi import (
     CLAIM_ALPHABET,
     BadClaimCode,
     claim_matches,
@@ -29,8 +31,6 @@ from gateway.group_owner.cloudapi import (
     parse_thing_qr,
     thing_qr,
 )
-from gateway.group_owner.steps import STATUS_STEP, STEPS, describe
-from gateway.wire.cbsb import Status
 
 K_APPGW = bytes(range(32))
 SID = bytes(range(100, 116))
@@ -144,7 +144,7 @@ def test_claim_code_entry_is_forgiving_but_strict() -> None:
     for bad, why in (("ABC", "10 letters"), ("ABCDE-FGHIU", "cannot contain")):
         with pytest.raises(BadClaimCode, match=why):
             normalize_claim_code(bad)
-    from gateway.group_owner.cloudapi import claim_digest
+    from gateway.wire.cloudapi import claim_digest
 
     assert claim_matches(typed, claim_digest(code))
     assert not claim_matches("not a code", claim_digest(code))

@@ -8,7 +8,8 @@ import json
 
 from gateway.crypto import cbsb_keys as k
 from gateway.wire.cbsb import Beacon, BeaconFlags, JoinResponse, Status
-from gateway.wire.cbsb_session import EnrolleeFound, JoinCompleted, Send, ThingState
+from gateway.wire.cbsb_session import EnrolleeFound, JoinCompleted, Send
+from gateway.wire.cbsb_thing import ThingState
 from tests.cbsb.test_cbsb_session import GW_ID, identity, psk_for, session, world
 
 

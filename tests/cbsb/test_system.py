@@ -24,10 +24,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gateway.group_owner.bootstrap import cbsb_mac_frame, parse_cbsb_mac
-from gateway.group_owner.cloudapi import CloudApiError, CoapJsonClient, client_tls_context
+from gateway.runtime.coap_tls import CoapJsonClient, client_tls_context
 from gateway.wire.cbsb import BeaconFlags, JoinRequest, JoinResponse, MsgType, Status, peek_type
+from gateway.wire.cbsb_mac import cbsb_mac_frame, parse_cbsb_mac
 from gateway.wire.cbsb_session import build_beacon
+from gateway.wire.cloudapi import CloudApiError
 from tests.cbsb.stack import REPO, Device, Stack, parse_lines, wait_until
 
 OFFSET = 261  # this module's air, cloud and app ports (CBSB tests use offsets 200-299)
@@ -302,7 +303,7 @@ async def test_binding_hijack_from_another_account_is_refused(system: Stack) -> 
             await bob.call("sessions/bind", {"token": state["bob"]["token"], **stolen})
         assert e.value.reason == "BIND_REJECTED"
         # Bob cannot claim Alice's gateway either.
-        factory = json.loads((s.state_dir / "cbsb-factory.json").read_text())
+        factory = json.loads((s.factory_dir / "cbsb-factory.json").read_text())
         with pytest.raises(CloudApiError) as e:
             await bob.call("gateways/claim", {"token": state["bob"]["token"],
                                               "claim_code": factory["claim_code"]})  # fmt: skip

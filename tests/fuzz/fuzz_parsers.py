@@ -87,9 +87,10 @@ from gateway.crypto.thread_keys import (
     validate_pskd,
 )
 from gateway.errors import CryptoError, InvalidArgument, ParseError
+from gateway.wire import cbsb_notice, cloudapi, mle
 from gateway.wire import meshcop as mc
-from gateway.wire import mle
 from gateway.wire.cbsb import (
+    DISPATCH,
     AckBody,
     BeaconFlags,
     ConfirmBody,
@@ -99,16 +100,10 @@ from gateway.wire.cbsb import (
     parse_frame,
     peek_type,
 )
-from gateway.wire.cbsb_session import (
-    GatewayConfig,
-    GatewaySession,
-    JoinGrant,
-    Output,
-    Send,
-    ThingIdentity,
-    ThingJoin,
-    ThingState,
-)
+from gateway.wire.cbsb_gateway import GatewayConfig, GatewaySession, JoinGrant
+from gateway.wire.cbsb_mac import cbsb_mac_frame, parse_cbsb_mac
+from gateway.wire.cbsb_session import Output, Send
+from gateway.wire.cbsb_thing import ThingIdentity, ThingJoin, ThingState
 from gateway.wire.ccm_star import ccm_star_decrypt, ccm_star_encrypt
 from gateway.wire.coap import MessageType, TmfMessage, TmfUri, tmf_request, tmf_response
 from gateway.wire.dataset import ActiveDataset, CommissionerDataset, PendingDataset
@@ -150,6 +145,7 @@ from gateway.wire.meshcop import ChannelMask, SecurityPolicy, Timestamp
 from gateway.wire.tlv import Tlv, decode_tlvs, encode_tlvs
 from tests.dtls_helpers import shuttle as shuttle_datagrams
 from tests.fuzz import spinel_targets as sp
+from tests.fuzz.fuzz_network import NETWORK_TARGETS
 
 # --- fixed material ------------------------------------------------------------------------------
 
@@ -1392,6 +1388,52 @@ def _steering_seeds() -> list[bytes]:
     return [b"\xff", b"\x00", SteeringData.empty().with_joiner_id(bytes(range(8))).to_bytes()]
 
 
+# --- the cloud API, LAN notices and CBSB MAC framing ----------------------------------------------
+
+NOTICE_KEY = bytes(range(32))
+NOTICE_SID = bytes(range(16))
+
+
+def t_cbsb_mac(data: bytes) -> None:
+    parsed = parse_cbsb_mac(data)
+    if parsed is not None:
+        src, payload = parsed
+        assert payload[:1] == bytes((DISPATCH,)) and (src is None or len(src) == 8)
+
+
+def _cbsb_mac_seeds() -> list[bytes]:
+    frames = cbsb_frames()[:4]
+    gw, thing = bytes.fromhex("1ab4300000000001"), bytes.fromhex("1ab4300000000002")
+    return [append_fcs(cbsb_mac_frame(f, gw, None, 0xFFFF)) for f in frames] + [
+        append_fcs(cbsb_mac_frame(f, thing, gw, 0x1234)) for f in frames
+    ]
+
+
+def t_notice(data: bytes) -> None:
+    cbsb_notice.open_sealed(NOTICE_KEY, NOTICE_SID, data)
+
+
+def _notice_seeds() -> list[bytes]:
+    return [
+        cbsb_notice.seal(NOTICE_KEY, NOTICE_SID, {"event": "report", "status": "OK"}),
+        cbsb_notice.seal(NOTICE_KEY, NOTICE_SID, {"id": "1"}, cbsb_notice.KIND_ACK),
+    ]
+
+
+def t_cloud_body(data: bytes) -> None:
+    doc = cloudapi.decode_body(data)
+    assert cloudapi.decode_body(cloudapi.encode_body(doc)) == doc
+
+
+def t_thing_qr(data: bytes) -> None:
+    dev_id, code = cloudapi.parse_thing_qr(data.decode("utf-8", "replace"))
+    assert len(dev_id) == 8 and cloudapi.normalize_claim_code(code) == code
+
+
+def _thing_qr_seeds() -> list[bytes]:
+    return [cloudapi.thing_qr(bytes(range(8)), "0000000000").encode()]
+
+
 # --- the registry ---------------------------------------------------------------------------------
 
 P = (ParseError,)
@@ -1640,11 +1682,29 @@ TARGETS: dict[str, Target] = {
             NOTHING,
             lambda: [_cbsb_replay_input(CBSB_THING)],
             1200,
-            "cbsb_session.GatewaySession.handle_frame",
+            "cbsb_gateway.GatewaySession.handle_frame",
             "cbsb_session.verify_join_request",
             "cbsb_session.open_ack",
             "cbsb_session.open_confirm",
             "cbsb_session.open_abort",
+        ),
+        _t("cbsb_mac.parse", t_cbsb_mac, NOTHING, _cbsb_mac_seeds, 127, "cbsb_mac.parse_cbsb_mac"),
+        _t("cbsb_notice.open", t_notice, PC, _notice_seeds, 400, "cbsb_notice.open_sealed"),
+        _t(
+            "cloudapi.body",
+            t_cloud_body,
+            (ValueError,),
+            lambda: [cloudapi.encode_body({"token": "t", "sid": "00" * 16, "wait_s": 5})],
+            400,
+            "cloudapi.decode_body",
+        ),
+        _t(
+            "cloudapi.thing_qr",
+            t_thing_qr,
+            (cloudapi.BadClaimCode,),
+            _thing_qr_seeds,
+            80,
+            "cloudapi.parse_thing_qr",
         ),
         _t(
             "cbsb.thing_join",
@@ -1652,7 +1712,7 @@ TARGETS: dict[str, Target] = {
             NOTHING,
             lambda: [_cbsb_replay_input(CBSB_GW)],
             1200,
-            "cbsb_session.ThingJoin.handle_frame",
+            "cbsb_thing.ThingJoin.handle_frame",
             "cbsb_session.verify_beacon_tag",
             "cbsb_session.open_response",
             "cbsb_session.open_chunk",
@@ -1886,6 +1946,8 @@ TARGETS: dict[str, Target] = {
         ),
     )
 }
+# the Thread network core's targets (gateway/thread/network) live in their own module
+TARGETS.update({t.name: Target(*t) for t in NETWORK_TARGETS})
 
 
 # --- the engine -----------------------------------------------------------------------------------

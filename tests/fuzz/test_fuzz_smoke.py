@@ -14,6 +14,7 @@ import inspect
 import pkgutil
 import re
 import time
+import types
 import zlib
 from collections.abc import Iterator
 
@@ -26,7 +27,7 @@ import gateway.crypto
 import gateway.wire
 from gateway.crypto.dtls import ApplicationData, DtlsState, HandshakeComplete
 from gateway.errors import ParseError
-from gateway.wire.cbsb_session import ThingState
+from gateway.wire.cbsb_thing import ThingState
 from tests.fuzz import fuzz_parsers as fp
 from tests.fuzz.conftest import FuzzBudget
 
@@ -36,24 +37,29 @@ PARSER_NAME = re.compile(
 )
 
 
+def parser_entry_points(package: types.ModuleType) -> Iterator[str]:
+    """``module.function`` and ``module.Class.method`` names in ``package`` that look like
+    parsers."""
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for name, obj in vars(module).items():
+            if getattr(obj, "__module__", None) != module.__name__:
+                continue
+            if inspect.isfunction(obj) and PARSER_NAME.match(name):
+                yield f"{info.name}.{name}"
+            elif inspect.isclass(obj):
+                for attr, value in vars(obj).items():
+                    method = inspect.isfunction(value) or isinstance(
+                        value, classmethod | staticmethod
+                    )
+                    if method and PARSER_NAME.match(attr):
+                        yield f"{info.name}.{name}.{attr}"
+
+
 def _parser_entry_points() -> Iterator[str]:
-    """``module.function`` and ``module.Class.method`` names that look like parsers."""
-    for package, prefix in ((gateway.wire, ""), (gateway.crypto, ""),
-                            (drivers.spinel, "drivers.spinel.")):  # fmt: skip
-        for info in pkgutil.iter_modules(package.__path__):
-            module = importlib.import_module(f"{package.__name__}.{info.name}")
-            for name, obj in vars(module).items():
-                if getattr(obj, "__module__", None) != module.__name__:
-                    continue
-                if inspect.isfunction(obj) and PARSER_NAME.match(name):
-                    yield f"{prefix}{info.name}.{name}"
-                elif inspect.isclass(obj):
-                    for attr, value in vars(obj).items():
-                        method = inspect.isfunction(value) or isinstance(
-                            value, classmethod | staticmethod
-                        )
-                        if method and PARSER_NAME.match(attr):
-                            yield f"{prefix}{info.name}.{name}.{attr}"
+    for package in (gateway.wire, gateway.crypto):
+        yield from parser_entry_points(package)
+    yield from (f"drivers.spinel.{name}" for name in parser_entry_points(drivers.spinel))
 
 
 def test_every_parser_entry_point_has_a_target() -> None:

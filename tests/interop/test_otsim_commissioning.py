@@ -25,7 +25,7 @@ import pytest
 from gateway.crypto.thread_keys import joiner_id
 from gateway.peers.commissioner import CommissionerPeer
 from gateway.peers.thing.joiner import join
-from gateway.thread.joiner import JoinerState
+from gateway.thread.commissioning.joiner import JoinerState
 from tests.interop.otnode import OtNode, form_leader, ot_cli_ftd
 from tests.thread.stack import thread_stack
 

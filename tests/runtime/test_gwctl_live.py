@@ -204,7 +204,9 @@ def test_config_show_reports_sources(live: Live) -> None:
 
 def test_backup_while_running(live: Live, tmp_path: Path) -> None:
     out = tmp_path / "live-backup.json"
-    doc = live.json("backup", str(out))
+    pw = tmp_path / "passphrase"
+    pw.write_text("a long enough passphrase\n")
+    doc = live.json("backup", str(out), "--passphrase-file", str(pw))
     assert doc["ok"] and "thread-network.json" in doc["state_files"] and doc["config"] is True
     assert out.stat().st_mode & 0o777 == 0o600
     r = live.run("backup", str(out))
@@ -213,9 +215,11 @@ def test_backup_while_running(live: Live, tmp_path: Path) -> None:
 
 def test_restore_and_factory_reset_refuse_while_services_run(live: Live, tmp_path: Path) -> None:
     out = tmp_path / "b.json"
-    live.json("backup", str(out))
+    pw = tmp_path / "passphrase"
+    pw.write_text("a long enough passphrase\n")
+    live.json("backup", str(out), "--passphrase-file", str(pw))
     before = sorted(p.name for p in (live.root / "state").iterdir())
-    doc = live.json("restore", str(out), "--yes", code=1)
+    doc = live.json("restore", str(out), "--yes", "--passphrase-file", str(pw), code=1)
     assert doc["error"]["code"] == "ADM001" and "systemctl stop" in doc["error"]["hint"]
     doc = live.json("factory-reset", "--yes", code=1)
     assert doc["error"]["code"] == "ADM001"

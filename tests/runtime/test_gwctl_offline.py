@@ -3,6 +3,7 @@ factory reset and doctor; their JSON shapes and exit codes (DESIGN §8), and hos
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -21,16 +22,23 @@ from gateway.runtime.settings import load_settings
 from gateway.runtime.state import FrameCounterStore, JsonState
 from tests.runtime.test_gwctl_helpers import gateway_env, gwctl
 
+PASSPHRASE = "correct horse battery staple"
+
 
 class Box:
     """A gateway's directories in tmp_path, no service running."""
 
     def __init__(self, root: Path, offset: int) -> None:
+        root.mkdir(parents=True, exist_ok=True)
         self.root = root
+        self.env_offset = offset
         self.env = gateway_env(root, offset)
         self.state = root / "state"
         self.config = root / "gateway.toml"
         self.runtime = root / "run"
+        passfile = root / "backup-passphrase"
+        passfile.write_text(f"{PASSPHRASE}\n")
+        self.pw = ("--passphrase-file", str(passfile))
 
     def invoke(self, *args: str, input: str | None = None,
                env: dict[str, str] | None = None) -> Result:  # fmt: skip
@@ -235,36 +243,107 @@ def test_config_set_radio_url_warns_about_the_environment(box: Box) -> None:
 # ----------------------------------------------------------------------------- backup / restore
 
 
-def test_backup_format_and_checksum(box: Box) -> None:
+def _open_backup(doc: dict[str, Any], passphrase: str) -> dict[str, Any]:
+    """Decrypt a version-2 backup as docs/gwctl.md specifies it, independently of the gateway's
+    code: scrypt from its parameters, AES-256-GCM with the canonical header as additional data."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    enc = doc["encryption"]
+    key = Scrypt(salt=base64.b64decode(enc["salt"]), length=32, n=enc["n"], r=enc["r"],
+                 p=enc["p"]).derive(passphrase.encode())  # fmt: skip
+    header = {k: v for k, v in doc.items() if k != "ciphertext"}
+    aad = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    plain = AESGCM(key).decrypt(base64.b64decode(enc["nonce"]),
+                                base64.b64decode(doc["ciphertext"]), aad)  # fmt: skip
+    inner: dict[str, Any] = json.loads(plain)
+    return inner
+
+
+def test_backup_format_is_encrypted_and_checksummed(box: Box) -> None:
     name, _ = box.create_state()
     box.config.write_text("[thread]\nchannel = 20\n")
     out = box.root / "backup.json"
-    r = box.invoke("backup", str(out), "--json")
+    r = box.invoke("backup", str(out), *box.pw, "--json")
     assert r.exit_code == 0, r.stderr
-    assert "keep it like a password" in r.stderr
+    assert "keep the passphrase apart" in r.stderr
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    doc = json.loads(out.read_text())
-    assert doc["format"] == "gateway-backup" and doc["version"] == 1
+    raw = out.read_text()
+    doc = json.loads(raw)
+    assert doc["format"] == "gateway-backup" and doc["version"] == 2
     assert doc["gateway_version"] and doc["created_at"].endswith("Z")
+    assert doc["encryption"]["kdf"] == "scrypt" and doc["encryption"]["aead"] == "AES-256-GCM"
+    network = json.loads((box.state / "thread-network.json").read_text())["body"]
+    assert network["active_dataset"] not in raw and name not in raw  # nothing in clear
+    inner = _open_backup(doc, PASSPHRASE)
     # the checksum as docs/gwctl.md specifies it, recomputed here with the standard library
-    canon = json.dumps(doc["contents"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert doc["sha256"] == hashlib.sha256(canon.encode()).hexdigest()
-    files = {f["path"]: f for f in doc["contents"]["state_files"]}
+    canon = json.dumps(inner["contents"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert inner["sha256"] == hashlib.sha256(canon.encode()).hexdigest()
+    files = {f["path"]: f for f in inner["contents"]["state_files"]}
     assert set(files) == {"thread-network.json", "radio-frame-counters.json"}
     for f in files.values():  # verbatim copies of the state files
         assert f["text"] == (box.state / f["path"]).read_text()
-    assert doc["contents"]["config"]["text"] == box.config.read_text()
-    summary = doc["contents"]["summary"]
+    assert inner["contents"]["config"]["text"] == box.config.read_text()
+    summary = inner["contents"]["summary"]
     assert summary["thread_network"]["network_name"] == name
-    state = json.loads((box.state / "thread-network.json").read_text())
-    assert summary["thread_network"]["active_dataset"] == state["body"]["active_dataset"]
+    assert summary["thread_network"]["active_dataset"] == network["active_dataset"]
+
+
+def test_restore_with_a_wrong_passphrase_changes_nothing(box: Box, tmp_path: Path) -> None:
+    box.create_state()
+    backup = tmp_path / "b.json"
+    assert box.invoke("backup", str(backup), *box.pw).exit_code == 0
+    box.config.write_text("[thread]\nchannel = 25\n")
+    wrong = tmp_path / "wrong"
+    wrong.write_text("Correct horse battery staple\n")
+    altered = json.loads(backup.read_text())
+    altered["created_at"] = "2020-01-01T00:00:00Z"
+    (tmp_path / "altered.json").write_text(json.dumps(altered))
+    before = tree(box.root)
+    doc = box.json("restore", str(backup), "--passphrase-file", str(wrong), "--yes", code=9)
+    assert doc["error"]["code"] == "ADM007" and "wrong passphrase" in doc["error"]["message"]
+    assert tree(box.root) == before
+    # a changed header (here: the creation date) fails like a wrong passphrase
+    doc = box.json("restore", str(tmp_path / "altered.json"), *box.pw, "--yes", code=9)
+    assert doc["error"]["code"] == "ADM007"
+    assert tree(box.root) == before
+    # the right one, from standard input
+    doc = box.json("restore", str(backup), "--passphrase-file", "-", "--yes",
+                   input=f"{PASSPHRASE}\n")  # fmt: skip
+    assert doc["ok"] is True and doc["config_restored"] is False  # the backup had no config
+
+
+def test_backup_needs_a_passphrase_of_eight_characters(box: Box) -> None:
+    box.create_state()
+    short = box.root / "short"
+    short.write_text("seven77\n")
+    doc = box.json("backup", str(box.root / "b.json"), "--passphrase-file", str(short), code=2)
+    assert "at least 8" in doc["error"]["message"]
+    doc = box.json("backup", str(box.root / "b.json"), code=2)  # no terminal to prompt on
+    assert "--passphrase-file" in doc["error"]["message"]
+    assert not (box.root / "b.json").exists()
+
+
+def test_a_version_1_backup_in_clear_is_still_restored(box: Box, tmp_path: Path) -> None:
+    name, _ = box.create_state()
+    network = (box.state / "thread-network.json").read_text()
+    counters = (box.state / "radio-frame-counters.json").read_text()
+    legacy = tmp_path / "v1.json"
+    _write_backup(legacy, {"state_files": [
+        {"path": "thread-network.json", "format": "gateway-thread-network", "version": 1,
+         "text": network},
+        {"path": "radio-frame-counters.json", "format": "gateway-frame-counters", "version": 1,
+         "text": counters}], "config": None, "summary": {}})  # fmt: skip
+    fresh = Box(tmp_path / "other", box.env_offset)
+    doc = fresh.json("restore", str(legacy), "--yes")  # no passphrase asked
+    assert doc["ok"] and (fresh.state / "thread-network.json").read_text() == network
 
 
 def test_backup_restore_round_trip_bumps_frame_counters(box: Box, tmp_path: Path) -> None:
     name, used = box.create_state(used=5)
     box.config.write_text("[thread]\nchannel = 20\n")
     backup = tmp_path / "b.json"
-    assert box.invoke("backup", str(backup)).exit_code == 0
+    assert box.invoke("backup", str(backup), *box.pw).exit_code == 0
     network = (box.state / "thread-network.json").read_bytes()
     stored = json.loads((box.state / "radio-frame-counters.json").read_text())["body"]["counters"]
     # the box carries on after the backup: more frames, beyond the stored reserve
@@ -274,7 +353,7 @@ def test_backup_restore_round_trip_bumps_frame_counters(box: Box, tmp_path: Path
     current = store.peek("thread-mac")
     box.config.write_text("[thread]\nchannel = 25\n")
 
-    doc = box.json("restore", str(backup), "--yes")
+    doc = box.json("restore", str(backup), *box.pw, "--yes")
     assert doc["ok"] and doc["config_restored"] is True and doc["increment"] == 100_000
     assert set(doc["restored"]) == {"thread-network.json", "radio-frame-counters.json"}
     assert (box.state / "thread-network.json").read_bytes() == network
@@ -298,10 +377,12 @@ def test_backup_restore_round_trip_bumps_frame_counters(box: Box, tmp_path: Path
 def test_restore_on_replacement_hardware_starts_above_the_backup(box: Box, tmp_path: Path) -> None:
     box.create_state(used=5)
     backup = tmp_path / "b.json"
-    assert box.invoke("backup", str(backup)).exit_code == 0
+    assert box.invoke("backup", str(backup), *box.pw).exit_code == 0
     stored = FrameCounterStore(box.state / "radio-frame-counters.json").peek("thread-mac")
     fresh = Box(tmp_path / "new", 0)
-    doc = fresh.json("restore", str(backup), "--yes", "--frame-counter-increment", "5000")
+    doc = fresh.json(
+        "restore", str(backup), *fresh.pw, "--yes", "--frame-counter-increment", "5000"
+    )
     assert doc["moved_aside"] is None
     after = FrameCounterStore(fresh.state / "radio-frame-counters.json").peek("thread-mac")
     assert after == stored + 5000
@@ -313,9 +394,9 @@ def test_restore_of_a_backup_without_counters_still_reserves_the_thread_key(
     settings = load_settings(Paths(box.config, box.state, box.runtime))
     load_or_create_network(settings, channel=20)  # a network, but no frame sent yet
     backup = tmp_path / "b.json"
-    assert box.invoke("backup", str(backup)).exit_code == 0
+    assert box.invoke("backup", str(backup), *box.pw).exit_code == 0
     fresh = Box(tmp_path / "new", 0)
-    fresh.json("restore", str(backup), "--yes")
+    fresh.json("restore", str(backup), *fresh.pw, "--yes")
     assert (
         FrameCounterStore(fresh.state / "radio-frame-counters.json").peek("thread-mac") == 100_000
     )
@@ -340,7 +421,7 @@ def _state_text(fmt: str, body: dict[str, Any]) -> str:
     [
         (lambda p: p.write_bytes(b"\x00\xffnot json"), "not JSON"),
         (lambda p: p.write_text('{"format": "zigpy-backup", "version": 1}'), "not a gateway backup"),
-        (lambda p: _write_backup(p, {"state_files": []}, version=2), "version 2"),
+        (lambda p: _write_backup(p, {"state_files": []}, version=3), "version 3"),
         (lambda p: _write_backup(p, {"state_files": []}, sha256="00" * 32), "checksum"),
         (lambda p: _write_backup(
             p, {"state_files": [{"path": "../escape.json", "text": "{}"}]}), "unsafe"),
@@ -367,7 +448,7 @@ def test_restore_refuses_incompatible_files_with_exit_9(box: Box, tmp_path: Path
     bad = tmp_path / "bad-backup.json"
     make(bad)
     before = tree(box.root)
-    doc = box.json("restore", str(bad), "--yes", code=9)
+    doc = box.json("restore", str(bad), *box.pw, "--yes", code=9)
     assert needle in doc["error"]["message"], doc
     assert doc["error"]["hint"]
     assert tree(box.root) == before  # nothing changed, nothing written outside
@@ -377,13 +458,13 @@ def test_restore_refuses_incompatible_files_with_exit_9(box: Box, tmp_path: Path
 def test_restore_without_confirmation_refuses(box: Box, tmp_path: Path) -> None:
     box.create_state()
     backup = tmp_path / "b.json"
-    assert box.invoke("backup", str(backup)).exit_code == 0
+    assert box.invoke("backup", str(backup), *box.pw).exit_code == 0
     before = tree(box.state)
     for answer in ("", "n\n"):
-        doc = box.json("restore", str(backup), code=1, input=answer)
+        doc = box.json("restore", str(backup), *box.pw, code=1, input=answer)
         assert doc["error"]["code"] == "ADM002"
     assert tree(box.state) == before
-    assert box.json("restore", str(backup), input="y\n")["ok"] is True
+    assert box.json("restore", str(backup), *box.pw, input="y\n")["ok"] is True
 
 
 # ----------------------------------------------------------------------------- factory reset
@@ -520,3 +601,18 @@ def test_a_radio_service_without_clients_lends_its_channel(box: Box, port_offset
     finally:
         tap.close()
         services.stop()
+
+
+def test_hostile_encryption_parameters_are_refused_at_once(box: Box, tmp_path: Path) -> None:
+    """A backup asking scrypt for 2^30 iterations (or gigabytes) is refused before any work."""
+    box.create_state()
+    backup = tmp_path / "b.json"
+    assert box.invoke("backup", str(backup), *box.pw).exit_code == 0
+    good = json.loads(backup.read_text())
+    for field, value in (("n", 2**30), ("n", 3000), ("r", 64), ("p", 100), ("kdf", "pbkdf2")):
+        doc = json.loads(json.dumps(good))
+        doc["encryption"][field] = value
+        bad = tmp_path / f"bad-{field}-{value}.json"
+        bad.write_text(json.dumps(doc))
+        err = box.json("restore", str(bad), *box.pw, "--yes", code=9)["error"]
+        assert err["code"] == "ADM003", err

@@ -401,7 +401,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to change 
 async def test_without_gateway_group_only_the_same_user(
     sockdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jsonline, "gateway_gid", lambda: None)
+    monkeypatch.setattr(jsonline, "gateway_gid", lambda group=jsonline.GROUP: None)
     fx = Fixture(sockdir / "priv.sock")
     await fx.server.start()
     try:
@@ -426,7 +426,7 @@ async def test_without_gateway_group_only_the_same_user(
 async def test_gateway_group_members_are_allowed(
     sockdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jsonline, "gateway_gid", lambda: OTHER_GID)
+    monkeypatch.setattr(jsonline, "gateway_gid", lambda group=jsonline.GROUP: OTHER_GID)
     fx = Fixture(sockdir / "group.sock")
     await fx.server.start()
     try:
@@ -447,3 +447,91 @@ async def test_gateway_group_members_are_allowed(
         assert "gateway" in res["reply"]["error"]["hint"]
     finally:
         await fx.server.close()
+
+
+@needs_root
+async def test_the_radio_socket_admits_its_own_group_not_the_admin_group(
+    sockdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two groups: 'gateway' administers (gwctl, control sockets), 'gateway-radio' owns the radio
+    and its socket. A member of the administration group alone cannot use the radio socket."""
+    admin_gid, radio_gid = OTHER_GID, OTHER_GID + 1
+    gids = {jsonline.GROUP: admin_gid, jsonline.RADIO_GROUP: radio_gid}
+    monkeypatch.setattr(jsonline, "gateway_gid", lambda group=jsonline.GROUP: gids[group])
+    fx = Fixture(sockdir / "radio.sock")
+    fx.server = JsonLineServer(fx.path, fx.server.methods, group=jsonline.RADIO_GROUP)
+    await fx.server.start()
+    try:
+        assert fx.path.stat().st_gid == radio_gid
+        res = await as_user(fx.path, NOBODY, NOBODY, [radio_gid])
+        assert res["reply"] == {"v": 1, "id": 1, "result": {"from": NOBODY}}, res
+        fx.path.chmod(0o666)  # past the file mode, the peer check decides
+        res = await as_user(fx.path, NOBODY, NOBODY, [admin_gid])
+        assert res.get("reply", {}).get("error", {}).get("code") == "CTL003", res
+        assert "gateway-radio" in res["reply"]["error"]["hint"]
+    finally:
+        await fx.server.close()
+
+
+# ----------------------------------------------------------------------------- client limits
+
+
+async def test_client_takes_a_reply_larger_than_a_request(sockdir: Path) -> None:
+    """A status reply can be large (many children, many registrations): the client used to die
+    on a reply line over 256 KiB (the request limit); it takes up to MAX_REPLY now."""
+
+    async def big(conn: Connection, p: dict[str, Any]) -> Any:
+        return "x" * p["n"]
+
+    server = JsonLineServer(sockdir / "big.sock", {"big": big})
+    await server.start()
+    try:
+        async with JsonLineClient(sockdir / "big.sock") as c:
+            assert len(await c.call("big", n=1024 * 1024)) == 1024 * 1024
+            assert await c.call("big", n=3) == "xxx"
+    finally:
+        await server.close()
+
+
+async def test_client_skips_an_oversized_line_and_stays_connected(sockdir: Path) -> None:
+    path = sockdir / "raw.sock"
+    handler_done = asyncio.Event()
+
+    async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while line := await r.readline():
+                req = json.loads(line)
+                if req["method"] == "huge":
+                    w.write(b'{"id": %d, "result": "' % req["id"])
+                    w.write(b"y" * (jsonline.MAX_REPLY + 10))
+                    w.write(b'"}\n')
+                else:
+                    w.write(json.dumps({"id": req["id"], "result": "fine"}).encode() + b"\n")
+                await w.drain()
+        finally:
+            w.close()
+            handler_done.set()
+
+    server = await asyncio.start_unix_server(serve, path=str(path))
+    try:
+        async with JsonLineClient(path) as c:
+            with pytest.raises(TimeoutError):
+                await c.call("huge", timeout=2.0)
+            assert c.oversized == 1
+            assert await c.call("small") == "fine"
+            assert not c.closed.is_set()
+        await asyncio.wait_for(handler_done.wait(), 10)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_timed_out_calls_are_forgotten(srv: Fixture) -> None:
+    async with JsonLineClient(srv.path) as c:
+        for _ in range(5):
+            with pytest.raises(TimeoutError):
+                await c.call("wait", timeout=0.05)
+        assert c._pending == {}
+        srv.release.set()
+        assert await c.call("echo", a=1) == {"a": 1}
+        assert c._pending == {}

@@ -406,6 +406,47 @@ def test_received_secured_frames_are_decrypted_and_replays_rejected(rig: Rig) ->
         assert ev["secured"] is True and ev["decrypted"] is False
 
 
+def test_a_client_cannot_read_or_remove_another_clients_key(rig: Rig) -> None:
+    """Keys belong to the client that registered them: another client on the radio socket sees
+    the frames they open only as they were on the air, cannot use, replace or remove them, and
+    the key goes with its owner when it disconnects. (Before, every client got the plaintext of
+    every secured frame and could remove or overwrite any key by its id.)"""
+    payload = b"\x7f only the owner reads this"
+    with rig.client() as owner, rig.client() as other:
+        owner.result("register_key", key_id="net", key=KEY.hex(), key_id_mode=1, key_index=1)
+        sub_owner = owner.result("subscribe")["sub"]
+        sub_other = other.result("subscribe")["sub"]
+        rig.inject(secured_frame(payload, fc=5))
+        ev = owner.event(3)
+        assert ev is not None and ev["sub"] == sub_owner and ev["decrypted"] is True
+        assert bytes.fromhex(str(ev["plain"])).endswith(payload) and ev["key_id"] == "net"
+        ev = other.event(3)
+        assert ev is not None and ev["sub"] == sub_other and ev["secured"] is True
+        assert ev["decrypted"] is False and "plain" not in ev and "key_id" not in ev
+        assert payload.hex() not in str(ev)
+        # the other client's calls on "net" concern its own (absent) key, never the owner's
+        assert other.result("remove_key", key_id="net") == {"removed": False}
+        frame = data_frame(rig.ext, b"\x01hi").hex()
+        reply = other.call("transmit", frame=frame, security={"key_id": "net"})
+        assert "unknown 'key_id'" in reply["error"]["message"]
+        other.result("register_key", key_id="net", key=KEY2.hex(), key_id_mode=1, key_index=1)
+        rig.inject(secured_frame(payload, fc=6))
+        ev = owner.event(3)
+        assert ev is not None and ev["decrypted"] is True  # still the owner's KEY
+        ev = other.event(3)
+        assert ev is not None and ev["decrypted"] is False and "plain" not in ev
+        assert owner.result("transmit", frame=frame, security={"key_id": "net"})["ok"] in (
+            True,
+            False,
+        )
+    # the owner has gone: its key with it
+    with rig.client() as late:
+        late.result("subscribe")
+        rig.inject(secured_frame(payload, fc=7))
+        ev = late.event(3)
+        assert ev is not None and ev["decrypted"] is False and "plain" not in ev
+
+
 def test_subscription_filters(rig: Rig) -> None:
     with rig.client() as c:
         c.result("register_key", key_id="net", key=KEY.hex(), key_id_mode=1, key_index=1)

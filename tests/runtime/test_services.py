@@ -187,7 +187,13 @@ def test_clients_survive_kill9_of_the_radio_service(inst: Install) -> None:
                 for n in ("border-router", "group-owner")
             )
 
-        wait_until(back, 15, "clients to reconnect")
+        try:
+            wait_until(back, 45, "clients to reconnect")  # a safety net: ~1-3 s when idle
+        except AssertionError:
+            for n in ("border-router", "group-owner", "radio"):
+                sp = radio if n == "radio" else procs[n]
+                print(n, json.dumps(sp.status(), default=str)[:3000], sp.stderr()[-3000:])
+            raise
         assert radio.status()["clients"] == 2
         # the border router restored its channel on the new radio service
         br = procs["border-router"].status()
@@ -298,7 +304,7 @@ def test_help_prints_usage_and_creates_nothing(inst: Install) -> None:
         if arg == "--version":
             assert out.startswith(f"python -m {MODULES[service]} ")
         else:
-            assert out.startswith(f"usage: python -m {MODULES[service]}")
+            assert out.lower().startswith(f"usage: python -m {MODULES[service]}")
             assert "GATEWAY_CONFIG" in out and "GATEWAY_RADIO_URL" in out
         assert err == ""
     assert tree(inst.root) == before  # no state, no sockets, no logs
@@ -318,7 +324,7 @@ def test_unknown_argument_is_a_usage_error(inst: Install) -> None:
     for proc in runs.values():
         _out, err = proc.communicate(timeout=30)
         assert proc.returncode == 2  # DESIGN §8: usage
-        assert "unrecognized arguments: --frobnicate" in err
+        assert "No such option '--frobnicate'" in err
     assert not inst.state_dir.exists()
 
 

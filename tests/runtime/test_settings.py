@@ -134,6 +134,7 @@ level = "DEBUG"
             "config": str(paths.config),
             "state_dir": str(paths.state_dir),
             "runtime_dir": str(paths.runtime_dir),
+            "factory_dir": str(paths.factory_dir),
         },
     }
 
@@ -306,6 +307,9 @@ def test_write_setting_creates_and_types(paths: Paths) -> None:
     # escapes survive the round trip through the file
     write_setting(paths.config, "thread.network_name", '"two\\nlines\\\\"')
     assert load_settings().thread.network_name == "two\nlines\\"
+    # DEL cannot appear raw in a TOML string: it is written escaped
+    write_setting(paths.config, "thread.network_name", '"a\\u007fb"')
+    assert load_settings().thread.network_name == "a\x7fb"
     write_setting(paths.config, "thread.network_name", '"quote\\"d"')
     s = load_settings()
     assert s.radio.tx_power_dbm == -3.5
@@ -330,12 +334,6 @@ def test_write_setting_creates_and_types(paths: Paths) -> None:
         (".url", "1", "'.url': use section.key, e.g. radio.tx_power_dbm"),
         ("network.uplink", "[1, 2]", "[network] uplink must be a string"),
         ("thread.network_name", "{a = 1}", "[thread] network_name must be a string"),
-        # DEL cannot appear raw in a TOML string: refused rather than written as a broken file
-        (
-            "thread.network_name",
-            '"a\\u007fb"',
-            "'thread.network_name': this value cannot be written to the file",
-        ),
     ],
 )
 def test_write_setting_validates_before_writing(
@@ -373,3 +371,42 @@ def test_write_setting_keeps_other_settings(paths: Paths) -> None:
     assert s.logging.level == "debug"
     assert s.radio.tx_power_dbm == 0.0
     assert os.access(paths.config, os.R_OK)
+
+
+HAND_EDITED = """\
+# gateway.toml of the box in the lab: edited by hand, keep these notes.
+
+[radio]
+# the module on SPI0
+url = "at86rf233:///dev/spidev0.0?gpiochip=/dev/gpiochip0&irq=23&reset=24&slp_tr=25"
+tx_power_dbm = 0   # dBm; 4 is the maximum
+
+[logging]
+level = "info"
+
+# the Thread side
+[thread]
+network_name = "Lab"
+channel = 15  # quiet here
+"""
+
+
+def test_write_setting_keeps_comments_and_key_order(paths: Paths) -> None:
+    paths.config.write_text(HAND_EDITED)
+    write_setting(paths.config, "radio.tx_power_dbm", "-3")
+    write_setting(paths.config, "thread.channel", "20")
+    write_setting(paths.config, "logging.level", "debug")
+    write_setting(paths.config, "network.uplink", "eth0")  # a table the file does not have
+    write_setting(paths.config, "radio.frame_counter_reserve", "2000")  # a key new to its table
+    text = paths.config.read_text()
+    expected = (
+        HAND_EDITED.replace("tx_power_dbm = 0   #", "tx_power_dbm = -3   #")
+        .replace("channel = 15  #", "channel = 20  #")
+        .replace('level = "info"', 'level = "debug"')
+        .replace("maximum\n", "maximum\nframe_counter_reserve = 2000\n")
+    )
+    assert text.startswith(expected)
+    assert text[len(expected) :].strip() == '[network]\nuplink = "eth0"'
+    s = load_settings()
+    assert (s.radio.tx_power_dbm, s.thread.channel, s.logging.level) == (-3.0, 20, "debug")
+    assert (s.network.uplink, s.radio.frame_counter_reserve) == ("eth0", 2000)

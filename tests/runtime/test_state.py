@@ -222,6 +222,46 @@ def test_restart_never_hands_out_a_value_twice(tmp_path: Path) -> None:
         assert values == sorted(values)
 
 
+async def test_take_writes_in_a_worker_thread_and_hands_out_each_value_once(
+    tmp_path: Path,
+) -> None:
+    """The radio service's path: the reserve's fsync runs off the event loop, concurrent
+    takers never share a value, and nothing handed out is above the mark on disk."""
+    import asyncio
+    import threading
+
+    path = tmp_path / "fc.json"
+    store = FrameCounterStore(path, reserve=8)
+    loop_thread = threading.get_ident()
+    writers: list[int] = []
+    original = store._state.save
+    entered = asyncio.Event()
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow_save(body: dict[str, Any]) -> None:
+        writers.append(threading.get_ident())
+        loop.call_soon_threadsafe(entered.set)
+        release.wait(30)  # held until the loop has shown it still runs
+        original(body)
+
+    store._state.save = slow_save  # type: ignore[method-assign]
+    takers = [asyncio.create_task(store.take(k)) for k in "aabab" * 6]
+    await asyncio.wait_for(entered.wait(), 30)  # the first write is in progress, the loop runs
+    assert not any(t.done() for t in takers)  # nobody has a value that is not on disk yet
+    release.set()
+    values = await asyncio.gather(*takers)
+    assert writers and loop_thread not in writers
+    by_key: dict[str, list[int]] = {"a": [], "b": []}
+    for k, v in zip("aabab" * 6, values, strict=True):
+        by_key[k].append(v)
+    on_disk = JsonState(path, "gateway-frame-counters", 1).load()
+    assert on_disk is not None
+    for k, got in by_key.items():
+        assert got == list(range(len(got)))
+        assert max(got) < on_disk["counters"][k]
+
+
 def test_bump_moves_every_counter_past_a_restored_copy(tmp_path: Path) -> None:
     path = tmp_path / "fc.json"
     store = FrameCounterStore(path, reserve=16)

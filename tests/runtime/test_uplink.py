@@ -33,24 +33,26 @@ from hypothesis import strategies as st
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from gateway.errors import ConfigError
-from gateway.runtime.uplink import (
+from gateway.runtime.netlink import (
     AF_INET,
     AF_INET6,
-    CHANGE_ADDRESSES,
-    CHANGE_INTERFACE,
-    CHANGE_LINK,
-    CHANGE_ROUTE,
     AddrEvent,
     LinkEvent,
     NetView,
     RouteEvent,
+    parse_message,
+)
+from gateway.runtime.uplink import (
+    CHANGE_ADDRESSES,
+    CHANGE_INTERFACE,
+    CHANGE_LINK,
+    CHANGE_ROUTE,
     Uplink,
     UplinkChange,
     UplinkError,
     UplinkState,
     compute_state,
     diff,
-    parse_message,
     select_uplink,
 )
 

@@ -50,10 +50,11 @@ DROP_INS = {
 CTL_PY = """\
 import json, socket, sys
 svc, method = sys.argv[1], sys.argv[2]
+path = sys.argv[3] if len(sys.argv) > 3 else f"/run/gateway/{svc}/control.sock"
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(5)
 try:
-    s.connect(f"/run/gateway/{svc}/control.sock")
+    s.connect(path)
     s.sendall(json.dumps({"v": 1, "id": 1, "method": method, "params": {}}).encode() + b"\\n")
     buf = b""
     while not buf.endswith(b"\\n"):
@@ -229,9 +230,12 @@ def test_directories_and_sockets(system: System) -> None:
     assert stat("/var/lib/gateway") == "750 gateway gateway"
     assert stat("/etc/gateway") == "755 root root"
     for svc in SERVICES:
-        assert stat(f"/run/gateway/{svc}") == "750 gateway gateway"
+        # the radio's: gateway-radio members pass through to radio.sock
+        mode = "751" if svc == "radio" else "750"
+        assert stat(f"/run/gateway/{svc}") == f"{mode} gateway gateway"
         assert stat(f"/run/gateway/{svc}/control.sock") == "660 gateway gateway"
-    assert stat("/run/gateway/radio/radio.sock") == "660 gateway gateway"
+    assert stat("/run/gateway/radio/radio.sock") == "660 gateway gateway-radio"
+    assert stat("/var/lib/gateway-factory") == "750 root gateway"
     files = system.ct.run("find", "/var/lib/gateway", "-type", "f", "-printf", "%m %u %p\n")
     modes = {}
     for line in files.stdout.splitlines():
@@ -380,6 +384,23 @@ def test_control_sockets_admit_the_gateway_group_only(system: System) -> None:
         refused = system.control(svc, "ping", user="stranger")
         assert refused == {"os_error": "PermissionError"}, refused
         assert system.control(svc, "ping").get("result") == {"pong": True}  # root
+
+
+def test_the_radio_socket_needs_the_radio_group(system: System) -> None:
+    """Administration ('gateway') does not open the radio socket, which sees every frame and can
+    transmit: that takes 'gateway-radio'."""
+    system.ct.run("useradd", "--no-create-home", "--groups", "gateway", "admin-only")
+    system.ct.run("useradd", "--no-create-home", "--groups", "gateway-radio", "radio-tech")
+    sock = "/run/gateway/radio/radio.sock"
+
+    def call(user: str | None) -> dict[str, Any]:
+        out = system.ct.run(VENV_PY, f"{TEST_DIR}/ctl.py", "radio", "status", sock, user=user)
+        return dict(json.loads(out.stdout))
+
+    assert call("admin-only") == {"os_error": "PermissionError"}
+    assert "result" in call("radio-tech") and "result" in call(None)
+    rules = system.ct.run("cat", "/etc/udev/rules.d/60-gateway.rules").stdout
+    assert 'GROUP="gateway-radio"' in rules and 'GROUP="gateway"' not in rules
 
 
 # ---- failures ----------------------------------------------------------------------------------

@@ -218,14 +218,15 @@ def test_identity_and_directories(svc: str) -> None:
 
 def test_shared_directories_agree() -> None:
     """The three units share /var/lib/gateway and /etc/gateway: the same modes, or each start
-    would change them back and forth."""
-    for key in ("StateDirectoryMode", "ConfigurationDirectoryMode", "RuntimeDirectoryMode"):
+    would change them back and forth. (Each runtime directory is the unit's own, /run/gateway/<svc>;
+    the radio's is 0751 so that gateway-radio members reach radio.sock.)"""
+    for key in ("StateDirectoryMode", "ConfigurationDirectoryMode"):
         modes = {one(unit(svc), "Service", key) for svc in UNITS}
         assert len(modes) == 1, f"{key} differs: {modes}"
     runtimes = {one(unit(svc), "Service", "RuntimeDirectory") for svc in UNITS}
     assert len(runtimes) == len(UNITS)
     # the group may enter the runtime directories (sockets are 0660 group gateway)
-    assert one(unit("radio"), "Service", "RuntimeDirectoryMode") == "0750"
+    assert one(unit("radio"), "Service", "RuntimeDirectoryMode") == "0751"
 
 
 def test_radio_clients_order_after_radio_but_survive_its_restart() -> None:
@@ -293,7 +294,11 @@ def test_devices_capabilities_and_address_families() -> None:
     for u in (radio, go):
         assert words(u, "Service", "CapabilityBoundingSet") == set()
         assert words(u, "Service", "AmbientCapabilities") == set()
-        assert one(u, "Service", "PrivateUsers") == "yes"
+    assert one(go, "Service", "PrivateUsers") == "yes"
+    # the radio service hands its socket to the group gateway-radio, which a private user
+    # namespace would not map
+    assert one(radio, "Service", "PrivateUsers") == "no"
+    assert "gateway-radio" in words(radio, "Service", "SupplementaryGroups")
     caps = {"CAP_NET_ADMIN", "CAP_NET_RAW"}
     assert words(br, "Service", "CapabilityBoundingSet") == caps
     assert words(br, "Service", "AmbientCapabilities") == caps

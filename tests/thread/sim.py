@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from drivers.fcs import append_fcs
 from gateway.crypto.thread_keys import mac_key_index, network_key_derivation
-from gateway.thread.commissioner import Commissioner
-from gateway.thread.core import BorderRouterCore
-from gateway.thread.ext_commissioner import ExternalCommissioner
-from gateway.thread.joiner import Joiner, Transmit, Tune
+from gateway.thread.commissioning.commissioner import Commissioner
+from gateway.thread.commissioning.core import BorderRouterCore
+from gateway.thread.commissioning.ext_commissioner import ExternalCommissioner
+from gateway.thread.commissioning.joiner import Joiner, Transmit, Tune
 from gateway.thread.link import LinkSecurity, secure_tx_frame
 from gateway.wire.dataset import ActiveDataset, new_active_dataset
 from gateway.wire.mac802154 import ExtAddress, MacFrame, ShortAddress
@@ -51,7 +51,30 @@ class _ExtNode:
     drop: bool = False
 
 
-class World:
+class VirtualTime:
+    """Running a virtual-time world: ``step(end)`` advances ``now`` to the next deadline (no
+    later than ``end``) and returns False when there is none."""
+
+    now: float
+
+    def step(self, limit: float) -> bool:
+        raise NotImplementedError
+
+    def run(self, seconds: float) -> None:
+        end = self.now + seconds
+        while self.step(end):
+            pass
+
+    def run_until(self, pred: Callable[[], bool], timeout: float = 60.0) -> float:
+        start = self.now
+        end = self.now + timeout
+        while not pred():
+            if not self.step(end) and not pred():
+                raise AssertionError(f"condition not met within {timeout} s of virtual time")
+        return self.now - start
+
+
+class World(VirtualTime):
     def __init__(self, ds: ActiveDataset | None = None, *, seed: int = 7, **core_kw: object):
         self.rng = random.Random(seed)
         self.ds = ds or dataset()
@@ -185,16 +208,3 @@ class World:
         for e in self.externals:
             e.ext.poll(self.now)
         self._pump()
-
-    def run(self, seconds: float) -> None:
-        end = self.now + seconds
-        while self.step(end):
-            pass
-
-    def run_until(self, pred: Callable[[], bool], timeout: float = 60.0) -> float:
-        start = self.now
-        end = self.now + timeout
-        while not pred():
-            if not self.step(end) and not pred():
-                raise AssertionError(f"condition not met within {timeout} s of virtual time")
-        return self.now - start

@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,10 +148,20 @@ class ThreadStack:
     def radio_url(self, node: int) -> str:
         return f"emulated:?node={node}&port_offset={self.port_offset}"
 
+    def secret_file(self, value: str) -> Path:
+        """A new file holding ``value``, for a peer's ``--...-file`` option (secrets never go
+        on a command line); the file's name does not carry the secret."""
+        d = self.root / "secrets"
+        d.mkdir(exist_ok=True)
+        f = d / f"secret-{uuid.uuid4().hex[:12]}"
+        f.write_text(value + "\n")
+        f.chmod(0o600)
+        return f
+
     def joiner_cmd(self, node: int, pskd: str, *extra: str) -> list[str]:
         return [
             sys.executable, "-m", "gateway.peers.thing", "join", "--radio", self.radio_url(node),
-            "--pskd", pskd, "--channels", str(self.channel), *extra,
+            "--pskd-file", str(self.secret_file(pskd)), "--channels", str(self.channel), *extra,
         ]  # fmt: skip
 
 

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from gateway.crypto.thread_keys import joiner_id
 from gateway.errors import InvalidArgument
-from gateway.thread.border_agent import BorderAgent
-from gateway.thread.commissioner import (
+from gateway.thread.commissioning.border_agent import BorderAgent
+from gateway.thread.commissioning.commissioner import (
     Commissioner,
     CommissionerState,
     JoinerEntry,
@@ -25,6 +25,8 @@ from gateway.thread.commissioner import (
     RateLimit,
     StateChanged,
 )
+from gateway.thread.commissioning.joiner import Joiner, JoinerState, Transmit, Tune
+from gateway.thread.commissioning.leader import CommissioningLeader
 from gateway.thread.errors import (
     AnotherCommissionerActive,
     JoinerNotFound,
@@ -35,8 +37,6 @@ from gateway.thread.errors import (
     UnknownJoiner,
     WrongPskd,
 )
-from gateway.thread.joiner import Joiner, JoinerState, Transmit, Tune
-from gateway.thread.leader import CommissioningLeader
 from gateway.wire.coap import CoapCode, MessageType, TmfMessage, TmfUri
 from tests.thread.sim import World, dataset
 
@@ -369,7 +369,7 @@ def test_direct_commissioner_set_is_served_for_the_active_commissioner() -> None
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=200))
 def test_client_hello_random_never_raises(data: bytes) -> None:
-    from gateway.thread.commissioner import client_hello_random
+    from gateway.thread.commissioning.commissioner import client_hello_random
 
     assert client_hello_random(data) is None or len(client_hello_random(data) or b"") == 32
 

@@ -1,4 +1,4 @@
-"""The Thread step of ``make demo`` (gateway.border_router.demo.demo_thread) against running
+"""The Thread step of ``make demo`` (gateway.demo.thread.demo_thread) against running
 services: it must tell the whole story and leave the network locked down."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.border_router.demo import demo_thread
+from gateway.demo.thread import demo_thread
 from tests.thread.stack import thread_stack
 
 pytestmark = pytest.mark.timeout(120)

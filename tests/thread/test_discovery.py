@@ -1,5 +1,5 @@
-"""MLE Discovery for joiners and joiner routers (gateway.thread.discovery) and the DNS-SD record
-of the border agent (gateway.thread.dnssd)."""
+"""MLE Discovery for joiners and joiner routers (gateway.thread.commissioning.discovery) and the DNS-SD record
+of the border agent (gateway.thread.commissioning.dnssd)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gateway.crypto.thread_keys import SteeringData, joiner_id
 from gateway.errors import ParseError
-from gateway.thread.discovery import (
+from gateway.thread.commissioning.discovery import (
     MAX_RESPONSE_DELAY,
     NetworkInfo,
     answer_discovery,
@@ -19,7 +19,7 @@ from gateway.thread.discovery import (
     discovery_request_packet,
     parse_discovery_response_datagram,
 )
-from gateway.thread.dnssd import (
+from gateway.thread.commissioning.dnssd import (
     ConnectionMode,
     InterfaceStatus,
     ThreadRole,

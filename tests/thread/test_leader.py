@@ -1,5 +1,5 @@
-"""The Leader's commissioning role (gateway.thread.leader), the CoAP endpoint it and its peers
-use (gateway.thread.coap), and the joiner router (gateway.thread.joiner_router). Byte layouts
+"""The Leader's commissioning role (gateway.thread.commissioning.leader), the CoAP endpoint it and its peers
+use (gateway.thread.coap), and the joiner router (gateway.thread.commissioning.joiner_router). Byte layouts
 come from the fact sheet's worked examples (thread-meshcop.md §4.8), which restate
 OpenThread's meshcop_leader.cpp, joiner_router.cpp and commissioner.cpp."""
 
@@ -10,8 +10,8 @@ import random
 import pytest
 
 from gateway.thread.coap import CoapEndpoint
-from gateway.thread.joiner_router import ENTRUST_DELAY, JoinerRouter, join_ent_tlvs
-from gateway.thread.leader import CommissioningLeader
+from gateway.thread.commissioning.joiner_router import ENTRUST_DELAY, JoinerRouter, join_ent_tlvs
+from gateway.thread.commissioning.leader import CommissioningLeader
 from gateway.thread.link import LinkReceiver, LinkSecurity, TagAllocator, encode_datagram
 from gateway.wire.coap import CoapCode, MessageType, TmfMessage, TmfUri
 from gateway.wire.dataset import new_active_dataset

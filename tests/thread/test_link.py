@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from drivers.fcs import append_fcs
 from gateway.errors import CryptoError, InvalidArgument
-from gateway.thread.discovery import discovery_request_packet
+from gateway.thread.commissioning.discovery import discovery_request_packet
 from gateway.thread.link import (
     LinkReceiver,
     LinkSecurity,

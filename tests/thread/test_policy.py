@@ -8,9 +8,10 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.thread.discovery import discovery_request_packet
+from gateway.ratelimit import TokenBucket
+from gateway.thread.commissioning.discovery import discovery_request_packet
 from gateway.thread.link import TagAllocator, encode_datagram, link_local
-from gateway.thread.policy import PolicerConfig, TokenBucket, UnsecuredPolicer, Verdict
+from gateway.thread.policy import PolicerConfig, UnsecuredPolicer, Verdict
 from gateway.wire.ipv6 import Ipv6Packet
 from gateway.wire.mac802154 import BROADCAST, ExtAddress, FrameType, MacFrame, ShortAddress
 from gateway.wire.mle import MLE_PORT, MleCommand, MleMessage
@@ -127,6 +128,15 @@ def test_token_bucket() -> None:
     b = TokenBucket(rate=2.0, burst=3.0)
     assert [b.take(0.0) for _ in range(4)] == [True, True, True, False]
     assert b.take(0.5) and not b.take(0.5)
+
+
+def test_token_bucket_clock() -> None:
+    b = TokenBucket(rate=1.0, burst=2.0, now=10.0)  # the clock starts here, not at the first take
+    assert b.take(12.0) and b.take(12.0) and not b.take(12.0)
+    # a clock that steps back neither refills nor moves the bucket's clock
+    assert not b.take(5.0)
+    assert not b.take(12.5) and b.take(13.0) and not b.take(13.0)
+    assert b.tokens == 0.0
 
 
 def test_joiner_table_is_bounded() -> None:

@@ -36,7 +36,7 @@ from drivers.pcap import PcapWriter
 from gateway.crypto.dtls import DtlsClient
 from gateway.peers.commissioner import CommissionerPeer
 from gateway.peers.thing.joiner import join
-from gateway.thread.joiner import JoinerState
+from gateway.thread.commissioning.joiner import JoinerState
 from gateway.wire.ipv6 import internet_checksum
 from tests.thread.stack import thread_stack
 

@@ -9,26 +9,6 @@ from gateway.border_router.service import BorderRouterService
 from gateway.runtime.settings import Settings
 
 
-class FakeChanges:
-    def __init__(self, changes):
-        self._it = iter(changes)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        try:
-            return next(self._it)
-        except StopIteration:
-            raise StopAsyncIteration from None
-
-
 def change(changed, usable, rebind=True):
     return SimpleNamespace(
         changed=frozenset(changed),
@@ -51,16 +31,10 @@ async def test_advertisement_moves_with_the_uplink(tmp_path, monkeypatch):
 
     monkeypatch.setattr(svc, "_publish_mdns", publish)
     monkeypatch.setattr(svc, "_withdraw_mdns", withdraw)
-    uplink = SimpleNamespace(
-        changes=lambda: FakeChanges(
-            [
-                change({"link"}, usable=False, rebind=False),  # Wi-Fi lost: withdraw only
-                change({"addresses"}, usable=True),  # back with a new address: publish again
-                change(
-                    {"route"}, usable=True, rebind=False
-                ),  # a route change alone: nothing to move
-            ]
-        )
-    )
-    await svc._follow_uplink(uplink)  # type: ignore[arg-type]
+    for c in (
+        change({"link"}, usable=False, rebind=False),  # Wi-Fi lost: withdraw only
+        change({"addresses"}, usable=True),  # back with a new address: publish again
+        change({"route"}, usable=True, rebind=False),  # a route change alone: nothing to move
+    ):
+        await svc._on_uplink_change(c)
     assert calls == ["withdraw", "withdraw", "publish"]

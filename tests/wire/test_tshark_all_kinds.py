@@ -46,16 +46,9 @@ from gateway.crypto.thread_keys import mac_key_index, network_key_derivation
 from gateway.wire import meshcop as mc
 from gateway.wire import mle
 from gateway.wire.cbsb import BeaconFlags, Delivery
-from gateway.wire.cbsb_session import (
-    GatewayConfig,
-    GatewaySession,
-    JoinGrant,
-    Output,
-    Send,
-    ThingIdentity,
-    ThingJoin,
-    ThingState,
-)
+from gateway.wire.cbsb_gateway import GatewayConfig, GatewaySession, JoinGrant
+from gateway.wire.cbsb_session import Output, Send
+from gateway.wire.cbsb_thing import ThingIdentity, ThingJoin, ThingState
 from gateway.wire.coap import TMF_PORT, TmfUri, tmf_request, tmf_response
 from gateway.wire.fragment import fragment
 from gateway.wire.ipv6 import Ipv6Packet

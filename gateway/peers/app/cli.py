@@ -7,28 +7,31 @@ events and the gateway's LAN notifications), 9 the result arrives, 10 bind the t
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import click
+
+from gateway.cli.common import invoke, namespace_command
 from gateway.errors import CryptoError, GatewayError, ParseError
-from gateway.group_owner import notice
-from gateway.group_owner.cloudapi import (
+from gateway.runtime.coap_tls import CoapJsonClient, client_tls_context
+from gateway.wire import cbsb_notice as notice
+from gateway.wire.cbsb_steps import STEPS, describe
+from gateway.wire.cloudapi import (
     BadClaimCode,
     CloudApiError,
     CloudUnreachable,
-    CoapJsonClient,
-    client_tls_context,
     normalize_claim_code,
     parse_thing_qr,
 )
-from gateway.group_owner.steps import STEPS, describe
 
 DEFAULT_STATE = Path(os.environ.get("CBSB_APP_STATE", "~/.config/cbsb-app")).expanduser()
 DEFAULT_LISTEN = "127.0.0.1:5683"
@@ -92,7 +95,7 @@ class App:
 # ----------------------------------------------------------------------------- commands
 
 
-async def cmd_login(app: App, args: argparse.Namespace) -> int:
+async def cmd_login(app: App, args: SimpleNamespace) -> int:
     if args.cloud:
         app.state["cloud_url"] = args.cloud
     if args.ca_pem:
@@ -109,7 +112,7 @@ async def cmd_login(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_claim(app: App, args: argparse.Namespace) -> int:
+async def cmd_claim(app: App, args: SimpleNamespace) -> int:
     code = normalize_claim_code(args.code)  # typos are caught here, before the cloud sees them
     client = app.client()
     try:
@@ -124,7 +127,7 @@ async def cmd_claim(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_list(app: App, args: argparse.Namespace) -> int:
+async def cmd_list(app: App, args: SimpleNamespace) -> int:
     client = app.client()
     path = "gateways/list" if args.cmd == "gateways" else "devices/list"
     try:
@@ -175,7 +178,7 @@ class _NotifyResource:
         return Notify()
 
 
-async def cmd_bootstrap(app: App, args: argparse.Namespace) -> int:
+async def cmd_bootstrap(app: App, args: SimpleNamespace) -> int:
     import aiocoap
     import aiocoap.resource as resource
 
@@ -387,49 +390,70 @@ async def cmd_bootstrap(app: App, args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m gateway.peers.app",
-        description="The user's app for cloud-based bootstrapping: claim your gateway, add "
-        "things to your network, and see each step.",
-        epilog="Steps: " + "; ".join(f"{n} {t}" for n, t in STEPS.items()),
-    )
-    p.add_argument(
-        "--state", type=Path, default=DEFAULT_STATE, help="where the app keeps its login"
-    )
-    p.add_argument("--json", action="store_true", help="one JSON line per message")
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
-    lg = sub.add_parser("login", help="log in to your cloud account")
-    lg.add_argument("--user", required=True)
-    lg.add_argument("--password-file")
-    lg.add_argument("--cloud", help="cloud URL, e.g. coaps+tcp://cloud.example:5684")
-    lg.add_argument("--ca", help="the cloud's CA certificate (PEM file)")
-    cl = sub.add_parser("claim", help="claim your gateway with the code on its box")
-    cl.add_argument("code")
-    sub.add_parser("gateways", help="list your gateways")
-    sub.add_parser("devices", help="list the things bound to your account")
-    b = sub.add_parser("bootstrap", help="add things to your network")
-    b.add_argument("--gateway", help="gateway serial (default: your first gateway)")
-    b.add_argument("--qr", action="append", default=[], metavar="CODE",
-                   help="a thing's setup code (CBSB1:...), from its label; repeatable")  # fmt: skip
-    b.add_argument("--discover", action="store_true", help="find new things; confirm each")
-    b.add_argument("--yes", action="store_true", help="accept every thing found (discover)")
-    b.add_argument("--accept", action="append", default=[], metavar="DEV_ID")
-    b.add_argument("--expect", type=int, default=0, help="discover: stop after this many")
-    b.add_argument("--window", type=int, default=180, help="seconds the gateway accepts things")
-    b.add_argument("--listen", default=DEFAULT_LISTEN, help="LAN address for the gateway's notice")
-    b.add_argument("--notify", help="address the gateway sends to (default: --listen)")
-    b.add_argument("--timeout", type=float, default=0.0, help="give up after (default window+60)")
-    b.add_argument("--no-pfs", action="store_true", help="allow joins without forward secrecy")
-    return p
+@click.group(
+    invoke_without_command=True,
+    help="The user's app for cloud-based bootstrapping: claim your gateway, add things to your "
+    "network, and see each step.",
+    epilog="Steps: " + "; ".join(f"{n} {t}" for n, t in STEPS.items()),
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option("--state", type=click.Path(path_type=Path), default=DEFAULT_STATE,
+              help="where the app keeps its login")  # fmt: skip
+@click.option("--json", "json_", is_flag=True, help="one JSON line per message")
+@click.pass_context
+def app_cli(ctx: click.Context, state: Path, json_: bool) -> int:
+    ctx.obj = {"state": state, "json": json_}
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+    return 0
+
+
+def _command(name: str, help_: str) -> Callable[[Callable[..., Any]], click.Command]:
+    return namespace_command(app_cli, name, help_, lambda args: _dispatch(args))
+
+
+@_command("login", "log in to your cloud account")
+@click.option("--user", required=True)
+@click.option("--password-file")
+@click.option("--cloud", help="cloud URL, e.g. coaps+tcp://cloud.example:5684")
+@click.option("--ca", help="the cloud's CA certificate (PEM file)")
+def _login_cmd() -> None: ...
+
+
+@_command("claim", "claim your gateway with the code on its box")
+@click.argument("code")
+def _claim_cmd() -> None: ...
+
+
+@_command("gateways", "list your gateways")
+def _gateways_cmd() -> None: ...
+
+
+@_command("devices", "list the things bound to your account")
+def _devices_cmd() -> None: ...
+
+
+@_command("bootstrap", "add things to your network")
+@click.option("--gateway", help="gateway serial (default: your first gateway)")
+@click.option("--qr", multiple=True, metavar="CODE",
+              help="a thing's setup code (CBSB1:...), from its label; repeatable")  # fmt: skip
+@click.option("--discover", is_flag=True, help="find new things; confirm each")
+@click.option("--yes", is_flag=True, help="accept every thing found (discover)")
+@click.option("--accept", multiple=True, metavar="DEV_ID")
+@click.option("--expect", type=int, default=0, help="discover: stop after this many")
+@click.option("--window", type=int, default=180, help="seconds the gateway accepts things")
+@click.option("--listen", default=DEFAULT_LISTEN, help="LAN address for the gateway's notice")
+@click.option("--notify", help="address the gateway sends to (default: --listen)")
+@click.option("--timeout", type=float, default=0.0, help="give up after (default window+60)")
+@click.option("--no-pfs", is_flag=True, help="allow joins without forward secrecy")
+def _bootstrap_cmd() -> None: ...
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.cmd is None:
-        parser.print_help()
-        return 0
+    return invoke(app_cli, argv, "python -m gateway.peers.app")
+
+
+def _dispatch(args: SimpleNamespace) -> int:
     try:
         app = App(args.state, args.json)
     except (OSError, ValueError) as exc:

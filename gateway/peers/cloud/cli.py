@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import getpass
@@ -13,58 +12,96 @@ import secrets
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import click
+
+from gateway.cli.common import invoke, namespace_command
 
 DEFAULT_STATE = os.environ.get("CBSB_CLOUD_STATE", "cbsb-cloud")
 DEFAULT_LISTEN = "127.0.0.1:5684"
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m gateway.peers.cloud",
-        description="The reference cloud of cloud-based secure bootstrapping (CBSB-1): it keeps "
-        "the device registry and user accounts, registers gateways, runs bootstrapping sessions "
-        "and binds things to their owners. CoAP over TLS 1.3 (coaps+tcp).",
-        epilog="State (SQLite database, CA, server certificate, master key) lives in --state "
-        "(default $CBSB_CLOUD_STATE or ./cbsb-cloud).",
-    )
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+def _state_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--state", type=click.Path(path_type=Path), default=Path(DEFAULT_STATE),
+                        help="state directory")(f)  # fmt: skip
 
-    def add(name: str, help_: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_, description=help_)
-        sp.add_argument("--state", type=Path, default=Path(DEFAULT_STATE), help="state directory")
-        return sp
 
-    s = add("serve", "run the cloud server")
-    s.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT")
-    s.add_argument("--hostname", action="append", default=[],
-                   help="name or address in the server certificate (repeatable)")  # fmt: skip
-    d = add("enrol-device", "factory: create a device record (dev_id, K_dev, claim code)")
-    d.add_argument("--dev-id", help="16 hex digits (default: random, locally administered)")
-    d.add_argument("--model", default="reference-thing")
-    d.add_argument("--k-dev-file", type=Path, required=True,
-                   help="write the device key here (hex, mode 0600) for the thing's firmware")  # fmt: skip
-    d.add_argument("--json", action="store_true")
-    g = add("enrol-gateway", "factory: create a gateway record and its factory file")
-    g.add_argument("--serial", help="gateway serial number (default: random)")
-    g.add_argument("--out", type=Path, required=True,
-                   help="the factory file to install on the gateway (mode 0600)")  # fmt: skip
-    g.add_argument("--cloud-url", default=f"coaps+tcp://{DEFAULT_LISTEN}")
-    g.add_argument("--json", action="store_true")
-    u = add("add-user", "create a user account for the app")
-    u.add_argument("--user", required=True)
-    u.add_argument("--password-file", type=Path, help="read the password from this file")
-    add("show", "print the registry, sessions, bindings and reports (no secrets) as JSON")
-    add("ca", "print the cloud's CA certificate (PEM), which apps and gateways trust")
-    return p
+def _json_flag(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "json_", is_flag=True)(f)
+
+
+@click.group(
+    invoke_without_command=True,
+    help="The reference cloud of cloud-based secure bootstrapping (CBSB-1): it keeps the device "
+    "registry and user accounts, registers gateways, runs bootstrapping sessions and binds things "
+    "to their owners. CoAP over TLS 1.3 (coaps+tcp).",
+    epilog="State (SQLite database, CA, server certificate, master key) lives in --state "
+    "(default $CBSB_CLOUD_STATE or ./cbsb-cloud).",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.pass_context
+def cloud(ctx: click.Context) -> int:
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+    return 0
+
+
+def _command(name: str, help_: str) -> Callable[[Callable[..., Any]], click.Command]:
+    def wrap(f: Callable[..., Any]) -> click.Command:
+        return namespace_command(cloud, name, help_, lambda args: _dispatch(args))(_state_option(f))
+
+    return wrap
+
+
+@_command("serve", "run the cloud server")
+@click.option("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT")
+@click.option("--hostname", multiple=True,
+              help="name or address in the server certificate (repeatable)")  # fmt: skip
+def _serve_cmd() -> None: ...
+
+
+@_command("enrol-device", "factory: create a device record (dev_id, K_dev, claim code)")
+@click.option("--dev-id", help="16 hex digits (default: random, locally administered)")
+@click.option("--model", default="reference-thing")
+@click.option("--k-dev-file", type=click.Path(path_type=Path), required=True,
+              help="write the device key here (hex, mode 0600) for the thing's firmware")  # fmt: skip
+@_json_flag
+def _enrol_device_cmd() -> None: ...
+
+
+@_command("enrol-gateway", "factory: create a gateway record and its factory file")
+@click.option("--serial", help="gateway serial number (default: random)")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="the factory file to install on the gateway (mode 0600)")  # fmt: skip
+@click.option("--cloud-url", default=f"coaps+tcp://{DEFAULT_LISTEN}")
+@_json_flag
+def _enrol_gateway_cmd() -> None: ...
+
+
+@_command("add-user", "create a user account for the app")
+@click.option("--user", required=True)
+@click.option("--password-file", type=click.Path(path_type=Path),
+              help="read the password from this file")  # fmt: skip
+def _add_user_cmd() -> None: ...
+
+
+@_command("show", "print the registry, sessions, bindings and reports (no secrets) as JSON")
+def _show_cmd() -> None: ...
+
+
+@_command("ca", "print the cloud's CA certificate (PEM), which apps and gateways trust")
+def _ca_cmd() -> None: ...
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.cmd is None:
-        parser.print_help()
-        return 0
+    return invoke(cloud, argv, "python -m gateway.peers.cloud")
+
+
+def _dispatch(args: SimpleNamespace) -> int:
     from gateway.peers.cloud.store import CloudStore
 
     try:
@@ -95,15 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _enrol_device(store: object, args: argparse.Namespace) -> int:
-    from gateway.group_owner.cloudapi import (
-        claim_digest,
-        format_claim_code,
-        new_claim_code,
-        thing_qr,
-    )
+def _enrol_device(store: object, args: SimpleNamespace) -> int:
     from gateway.peers.cloud.store import CloudStore
     from gateway.runtime.state import atomic_write
+    from gateway.wire.cloudapi import claim_digest, format_claim_code, new_claim_code, thing_qr
 
     assert isinstance(store, CloudStore)
     if args.dev_id:
@@ -128,11 +160,15 @@ def _enrol_device(store: object, args: argparse.Namespace) -> int:
     return 0
 
 
-def _enrol_gateway(store: object, args: argparse.Namespace) -> int:
-    from gateway.group_owner.cloudapi import claim_digest, format_claim_code, new_claim_code
-    from gateway.group_owner.identity import FACTORY_FORMAT
+def _enrol_gateway(store: object, args: SimpleNamespace) -> int:
     from gateway.peers.cloud.store import CloudStore
     from gateway.runtime.state import atomic_write
+    from gateway.wire.cloudapi import (
+        FACTORY_FORMAT,
+        claim_digest,
+        format_claim_code,
+        new_claim_code,
+    )
 
     assert isinstance(store, CloudStore)
     serial = args.serial or f"GW-{secrets.token_hex(4).upper()}"
@@ -153,7 +189,7 @@ def _enrol_gateway(store: object, args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_user(store: object, args: argparse.Namespace) -> int:
+def _add_user(store: object, args: SimpleNamespace) -> int:
     from gateway.peers.cloud.store import CloudStore
 
     assert isinstance(store, CloudStore)
@@ -168,7 +204,7 @@ def _add_user(store: object, args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: SimpleNamespace) -> int:
     from gateway.peers.cloud.server import CloudServer
     from gateway.peers.cloud.store import CloudStore
 

@@ -25,8 +25,15 @@ from aiocoap.numbers.codes import Code
 
 from gateway.crypto.cbsb_keys import bind_proof, ct_equal, derive_k_bind, derive_psk_t
 from gateway.errors import ParseError
-from gateway.group_owner import cloudapi
-from gateway.group_owner.cloudapi import (
+from gateway.peers.cloud import pki
+from gateway.peers.cloud.store import CloudStore, token_digest, verify_password
+from gateway.ratelimit import TokenBucket
+from gateway.runtime.coap_tls import server_tls_context
+from gateway.wire import cloudapi
+from gateway.wire.cbsb import Beacon, BeaconFlags, JoinRequest, Status
+from gateway.wire.cbsb_session import verify_join_request
+from gateway.wire.cbsb_steps import STATUS_STEP, status_by_name
+from gateway.wire.cloudapi import (
     BadClaimCode,
     claim_digest,
     decode_body,
@@ -35,15 +42,9 @@ from gateway.group_owner.cloudapi import (
     int_field,
     normalize_claim_code,
     parse_thing_qr,
-    peer_certificate,
     registration_mac,
     str_field,
 )
-from gateway.group_owner.steps import STATUS_STEP, status_by_name
-from gateway.peers.cloud import pki
-from gateway.peers.cloud.store import CloudStore, token_digest
-from gateway.wire.cbsb import Beacon, BeaconFlags, JoinRequest, Status
-from gateway.wire.cbsb_session import TokenBucket, verify_join_request
 
 LOG = logging.getLogger("cbsb.cloud")
 
@@ -53,7 +54,26 @@ MAX_WAIT_S = 25
 SESSIONS_PER_HOUR = 10
 BIND_ATTEMPTS = 5
 CLAIM_FAILURES = 5
+LOGIN_FAILURES = 5  # wrong passwords in a row before a login is locked for a minute
 MAX_DEVICES = 64
+
+
+def peer_certificate(remote: object) -> bytes | None:
+    """The DER certificate the TLS peer of an aiocoap request presented (None without one).
+
+    aiocoap has no public accessor for it: its TCP transport keeps the asyncio transport of a
+    connection on the remote object. This and :meth:`CloudServer._prune_pool` are the only places
+    that reach into aiocoap's internals, both in this reference server (the gateway's side of the
+    link uses only aiocoap's public API). The certificate was verified against the CA during the
+    handshake."""
+    transport = getattr(remote, "_transport", None)
+    if transport is None:
+        return None
+    obj = transport.get_extra_info("ssl_object")
+    if obj is None:
+        return None
+    der = obj.getpeercert(binary_form=True)
+    return bytes(der) if der else None
 
 
 class ApiError(Exception):
@@ -111,6 +131,7 @@ class CloudServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._enrollee_buckets: dict[str, TokenBucket] = {}
         self._claim_failures: dict[str, list[float]] = {}
+        self._logins_in_flight: dict[str, int] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -134,9 +155,9 @@ class CloudServer:
             "devices/list": self.devices,
         }
         for path, fn in routes.items():
-            site.add_resource([*cloudapi.API_PREFIX, *path.split("/")], _Endpoint(path, fn))
+            site.add_resource(list(cloudapi.api_path(path)), _Endpoint(path, fn))
         f = self.store.files
-        tls = cloudapi.server_tls_context(f.server_cert, f.server_key, f.ca_cert)
+        tls = server_tls_context(f.server_cert, f.server_key, f.ca_cert)
         # aiocoap's TLS server listens on the given port + 1 (5684 for 5683): compensate.
         self._ctx = await aiocoap.Context.create_server_context(
             site, bind=(self.host, self.port - 1), transports=["tlsserver"], _ssl_context=tls
@@ -574,12 +595,28 @@ class CloudServer:
         if row is not None and row["locked_until"] > now:
             raise ApiError(Code.TOO_MANY_REQUESTS, "LOCKED", "too many wrong passwords",
                            "Wait a minute and try again.")  # fmt: skip
-        if not self.store.check_password(user, password):
+        # The scrypt runs off the event loop; attempts in flight count against the lockout, so
+        # a burst of parallel guesses gets no more tries than guesses one after the other.
+        in_flight = self._logins_in_flight.get(user, 0)
+        if row is not None and row["failed"] + in_flight >= LOGIN_FAILURES:
+            raise ApiError(Code.TOO_MANY_REQUESTS, "LOCKED", "too many logins at once",
+                           "Wait a moment and try again.")  # fmt: skip
+        self._logins_in_flight[user] = in_flight + 1
+        try:
+            record = self.store.password_record(user)
+            ok = await asyncio.to_thread(verify_password, password, record)
+        finally:
+            left = self._logins_in_flight.pop(user) - 1
+            if left:
+                self._logins_in_flight[user] = left
+        if not ok:
+            row = self.store.one("SELECT failed FROM users WHERE name = ?", user)
             if row is not None:
                 failed = row["failed"] + 1
+                locked = failed >= LOGIN_FAILURES
                 self.store.db.execute(
                     "UPDATE users SET failed = ?, locked_until = ? WHERE name = ?",
-                    (0 if failed >= 5 else failed, now + 60 if failed >= 5 else 0, user),
+                    (0 if locked else failed, now + 60 if locked else 0, user),
                 )
             raise ApiError(Code.UNAUTHORIZED, "BAD_LOGIN", "wrong user name or password")
         token = secrets.token_urlsafe(24)

@@ -73,6 +73,14 @@ def password_hash(password: str, salt: bytes) -> bytes:
     return hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
 
 
+def verify_password(password: str, record: tuple[bytes, bytes] | None) -> bool:
+    if record is None:
+        password_hash(password, b"0" * 16)  # same cost either way
+        return False
+    salt, expected = record
+    return hmac.compare_digest(password_hash(password, salt), expected)
+
+
 @dataclass(frozen=True)
 class CloudFiles:
     state_dir: Path
@@ -221,11 +229,13 @@ class CloudStore:
             )
 
     def check_password(self, name: str, password: str) -> bool:
+        return verify_password(password, self.password_record(name))
+
+    def password_record(self, name: str) -> tuple[bytes, bytes] | None:
+        """``(salt, hash)`` of ``name``, for :func:`verify_password` (which may run in a worker
+        thread: the scrypt is the slow part, the database stays on its own thread)."""
         row = self.one("SELECT salt, pw_hash FROM users WHERE name = ?", name)
-        if row is None:
-            password_hash(password, b"0" * 16)  # same cost either way
-            return False
-        return hmac.compare_digest(password_hash(password, row["salt"]), row["pw_hash"])
+        return None if row is None else (bytes(row["salt"]), bytes(row["pw_hash"]))
 
     # --- events ------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ the gateway's group owner (draft steps 5-8).
 
 It waits for its bootstrap-mode trigger (at once by default; ``--wait-trigger``: SIGUSR1, like a
 pairing button), scans the channels with Beacon Requests (or only listens with ``--passive``),
-joins the first acceptable gateway with :class:`~gateway.wire.cbsb_session.ThingJoin`, commits
+joins the first acceptable gateway with :class:`~gateway.wire.cbsb_thing.ThingJoin`, commits
 only on the final message (M4) and then writes the delivered credentials to ``--out`` (mode 0600,
 atomically). A gateway that fails it (no answer, responses that do not verify, an authenticated
 abort, the fail-safe) is blacklisted for this run and the scan goes on; staged credentials are
@@ -17,7 +17,6 @@ its identity travels only in M1.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -30,21 +29,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import click
+
+from gateway.cli.common import invoke
 from gateway.errors import GatewayError, ParseError
 from gateway.wire.cbsb import STATUS_HINTS, Beacon, MsgType, Status, peek_type
-from gateway.wire.cbsb_session import (
-    Committed,
-    Output,
-    Progress,
-    Send,
-    SetChannel,
-    ThingFailed,
-    ThingIdentity,
-    ThingJoin,
-    ThingTimers,
-)
+from gateway.wire.cbsb_mac import cbsb_mac_frame, parse_cbsb_mac
+from gateway.wire.cbsb_session import Committed, Output, Progress, Send, SetChannel, ThingFailed
+from gateway.wire.cbsb_thing import ThingIdentity, ThingJoin, ThingTimers
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -108,7 +103,6 @@ async def run_thing(
     shuffle: bool = True,
 ) -> ThingResult:
     """Bootstrap one thing on an opened radio (``drivers.radio.Radio``)."""
-    from gateway.group_owner.bootstrap import cbsb_mac_frame, parse_cbsb_mac
 
     loop = asyncio.get_running_loop()
     rand = random.Random(int.from_bytes(os.urandom(8), "big"))
@@ -189,32 +183,31 @@ async def run_thing(
     return result or ThingResult(False, Status.PROTOCOL_ERROR.name, loop.time() - t0)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m gateway.peers.thing cbsb",
-        description="A thing on an emulated radio that bootstraps through the gateway's group "
-        "owner with CBSB-1 (cloud-based secure bootstrapping) and stores the Thread network "
-        "credentials it receives.",
-    )
-    p.add_argument("--radio", required=True, metavar="URL",
-                   help="its own radio, e.g. emulated:?node=5&port_offset=K")  # fmt: skip
-    p.add_argument("--dev-id", required=True, help="the thing's EUI-64 (16 hex digits)")
-    p.add_argument("--k-dev-file", type=Path, required=True,
-                   help="file with the 32-byte factory key K_dev (hex)")  # fmt: skip
-    p.add_argument("--out", type=Path, help="write the committed credentials here (0600)")
-    p.add_argument("--channels", default="11-26", help="channels to scan, e.g. 11-26 or 15,20")
-    p.add_argument("--fixed-order", action="store_true",
-                   help="sweep the channels in the given order (default: from a random one)")  # fmt: skip
-    p.add_argument("--passive", action="store_true", help="listen for beacons only")
-    p.add_argument("--pfs", action="store_true", help="always use the X25519 profile")
-    p.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
-    p.add_argument("--dwell-ms", type=float, default=50.0, help="active scan time per channel")
-    p.add_argument("--wait-trigger", action="store_true",
-                   help="wait for SIGUSR1 (the pairing button) before bootstrapping")  # fmt: skip
-    p.add_argument(
-        "--json", action="store_true", help="print progress and the result as JSON lines"
-    )
-    return p
+@click.command(
+    help="A thing on an emulated radio that bootstraps through the gateway's group owner with "
+    "CBSB-1 (cloud-based secure bootstrapping) and stores the Thread network credentials it "
+    "receives.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option("--radio", required=True, metavar="URL",
+              help="its own radio, e.g. emulated:?node=5&port_offset=K")  # fmt: skip
+@click.option("--dev-id", required=True, help="the thing's EUI-64 (16 hex digits)")
+@click.option("--k-dev-file", type=click.Path(path_type=Path), required=True,
+              help="file with the 32-byte factory key K_dev (hex)")  # fmt: skip
+@click.option("--out", type=click.Path(path_type=Path),
+              help="write the committed credentials here (0600)")  # fmt: skip
+@click.option("--channels", default="11-26", help="channels to scan, e.g. 11-26 or 15,20")
+@click.option("--fixed-order", is_flag=True,
+              help="sweep the channels in the given order (default: from a random one)")  # fmt: skip
+@click.option("--passive", is_flag=True, help="listen for beacons only")
+@click.option("--pfs", is_flag=True, help="always use the X25519 profile")
+@click.option("--timeout", type=float, default=180.0, help="give up after this many seconds")
+@click.option("--dwell-ms", type=float, default=50.0, help="active scan time per channel")
+@click.option("--wait-trigger", is_flag=True,
+              help="wait for SIGUSR1 (the pairing button) before bootstrapping")  # fmt: skip
+@click.option("--json", "json_", is_flag=True, help="print progress and the result as JSON lines")
+def command(**opts: Any) -> int:
+    return _main(SimpleNamespace(json=opts.pop("json_"), **opts))
 
 
 def _channels(text: str) -> tuple[int, ...]:
@@ -228,8 +221,11 @@ def _channels(text: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    return invoke(command, argv, "python -m gateway.peers.thing cbsb")
+
+
+def _main(args: SimpleNamespace) -> int:
     try:
         dev_id = bytes.fromhex(args.dev_id)
         k_dev = bytes.fromhex(args.k_dev_file.read_text().strip())

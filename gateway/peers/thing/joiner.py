@@ -1,9 +1,9 @@
 """The reference Thread joiner: a thing on its own (emulated) radio joins a Thread network with a
 joining code (PSKd) and ends up holding the network credentials.
 
-    python -m gateway.peers.thing join --radio URL --pskd PSKD [--eui64 HEX] [--out FILE]
+    python -m gateway.peers.thing join --radio URL --pskd-file FILE|- [--eui64 HEX] [--out FILE]
 
-It drives :class:`gateway.thread.joiner.Joiner` (sans-IO) on a radio opened directly with
+It drives :class:`gateway.thread.commissioning.joiner.Joiner` (sans-IO) on a radio opened directly with
 :func:`drivers.radio.open_radio` -- not through a radio service: MLE discovery across channels,
 DTLS EC-JPAKE through the joiner router, JOIN_FIN, JOIN_ENT. It prints each step; the
 credentials are printed redacted and, with ``--out``, written as JSON (mode 0600) holding the
@@ -15,19 +15,29 @@ Exit codes: 0 joined; 2 usage; 3-9 radio errors (as gwctl); 10 no joiner router 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import click
+
 from drivers.errors import GatewayError
+from gateway.cli.common import invoke, option_value
+from gateway.runtime.secret_input import read_secret
+from gateway.runtime.state import atomic_write
+from gateway.thread.commissioning.joiner import (
+    Joiner,
+    JoinerCredentials,
+    Transmit,
+    Tune,
+    VendorInfo,
+)
 from gateway.thread.errors import JoinerNotFound, JoinerSecurityFailure, JoinerTimeout
-from gateway.thread.joiner import Joiner, JoinerCredentials, Transmit, Tune, VendorInfo
 
 __all__ = ["JoinResult", "join", "main", "parse_channels"]
 
@@ -48,9 +58,9 @@ def parse_channels(text: str) -> tuple[int, ...]:
             elif part:
                 out.append(int(part))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: use e.g. 11-26, 15 or 11,15,20") from None
+        raise ValueError(f"{text!r}: use e.g. 11-26, 15 or 11,15,20") from None
     if not out or not all(11 <= c <= 26 for c in out):
-        raise argparse.ArgumentTypeError("channels must be within 11..26")
+        raise ValueError("channels must be within 11..26")
     return tuple(dict.fromkeys(out))
 
 
@@ -150,42 +160,55 @@ def write_credentials(path: Path, creds: JoinerCredentials) -> None:
         "joiner_router": creds.router.hex(),
         "joined_at": time.time(),
     }
-    data = (json.dumps(body, indent=2) + "\n").encode()
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    atomic_write(path, (json.dumps(body, indent=2) + "\n").encode(), mode=0o600)
+
+
+@click.command(
+    help="Join a Thread network with a joining code (PSKd) on an emulated or real radio, and keep "
+    "the network credentials.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option("--radio", required=True, help="radio URL, e.g. emulated:?node=2&port_offset=0")
+@click.option("--pskd", hidden=True)  # refused: secrets never on the command line
+@click.option("--pskd-file", metavar="FILE",
+              help="the joining code (6-32 of 0-9, A-Z w/o IOQZ) from FILE ('-': stdin); "
+              "default: a hidden prompt")  # fmt: skip
+@click.option("--eui64", help="16 hex digits (default: the radio's EUI-64)")
+@click.option("--channels", default="11-26", callback=option_value(parse_channels),
+              help="channels to scan (default 11-26, like OpenThread)")  # fmt: skip
+@click.option("--scan-dwell", type=float, default=0.3, help="seconds per channel (0.3)")
+@click.option("--first", is_flag=True, help="stop scanning at the first admitting joiner router")
+@click.option("--timeout", type=float, default=60.0, help="give up after this many seconds")
+@click.option("--start-at", type=float, metavar="UNIX_TIME",
+              help="open the radio, then start joining at this wall-clock time")  # fmt: skip
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="write the credentials here (JSON, mode 0600)"
+)
+@click.option("--vendor-name", default=VendorInfo.name)
+@click.option("--vendor-model", default=VendorInfo.model)
+@click.option("--provisioning-url")
+@click.option("--json", "json_", is_flag=True, help="print one JSON result on stdout")
+@click.option("--quiet", is_flag=True, help="no step-by-step account")
+def command(**opts: Any) -> int:
+    args = SimpleNamespace(json=opts.pop("json_"), **opts)
+    if args.pskd is not None:
+        raise click.UsageError(
+            "--pskd is no longer taken on the command line (other users can read it there): "
+            "use --pskd-file FILE, or --pskd-file - for standard input"
+        )
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+        args.pskd = read_secret(args.pskd_file, what="the joining code (PSKd)",
+                                option="--pskd-file")  # fmt: skip
+    except GatewayError as exc:
+        raise click.UsageError(exc.message) from None
+    return _main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m gateway.peers.thing join",
-        description="Join a Thread network with a joining code (PSKd) on an emulated or real "
-        "radio, and keep the network credentials.",
-    )
-    ap.add_argument("--radio", required=True, help="radio URL, e.g. emulated:?node=2&port_offset=0")
-    ap.add_argument("--pskd", required=True, help="the joining code (6-32 of 0-9, A-Z w/o IOQZ)")
-    ap.add_argument("--eui64", help="16 hex digits (default: the radio's EUI-64)")
-    ap.add_argument("--channels", type=parse_channels, default=tuple(range(11, 27)),
-                    help="channels to scan (default 11-26, like OpenThread)")  # fmt: skip
-    ap.add_argument("--scan-dwell", type=float, default=0.3, help="seconds per channel (0.3)")
-    ap.add_argument("--first", action="store_true",
-                    help="stop scanning at the first admitting joiner router")  # fmt: skip
-    ap.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
-    ap.add_argument("--start-at", type=float, metavar="UNIX_TIME",
-                    help="open the radio, then start joining at this wall-clock time")  # fmt: skip
-    ap.add_argument("--out", type=Path, help="write the credentials here (JSON, mode 0600)")
-    ap.add_argument("--vendor-name", default=VendorInfo.name)
-    ap.add_argument("--vendor-model", default=VendorInfo.model)
-    ap.add_argument("--provisioning-url")
-    ap.add_argument("--json", action="store_true", help="print one JSON result on stdout")
-    ap.add_argument("--quiet", action="store_true", help="no step-by-step account")
-    args = ap.parse_args(argv)
+    return invoke(command, argv, "python -m gateway.peers.thing join")
+
+
+def _main(args: SimpleNamespace) -> int:
     eui64: bytes | None = None
     if args.eui64:
         try:
@@ -193,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             eui64 = b""
         if len(eui64) != 8:
-            ap.error("--eui64 must be 16 hex digits")
+            raise click.BadParameter("must be 16 hex digits", param_hint="--eui64")
     t0 = time.monotonic()
 
     def say(text: str) -> None:

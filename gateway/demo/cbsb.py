@@ -1,7 +1,7 @@
 """The CBSB part of `make demo`: cloud-server-based secure bootstrapping end to end, told along the
 ten steps of the draft's Figure 2.
 
-How the lead's demo uses it (gateway/demo.py):
+How the demo's runner uses it (gateway/demo/run.py):
 
     await start_cloud(ctx)            # BEFORE the three services start (first-start registration;
     env = {**ctx.env, **cloud_env(ctx)}   # the group owner also waits for its factory file)
@@ -25,21 +25,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
-from gateway.group_owner.steps import STEPS
+from gateway.demo.context import DemoContext
+from gateway.wire.cbsb_steps import STEPS
 
 THING_NODES = (20, 21, 22)
-
-
-class DemoContext(Protocol):
-    tmp: Path
-    port_offset: int
-    env: dict[str, str]
-
-    def say(self, text: str) -> None: ...
-
-    def step(self, title: str) -> None: ...
 
 
 @dataclass
@@ -74,11 +65,16 @@ def cloud_url(ctx: DemoContext) -> str:
 def cloud_env(ctx: DemoContext) -> dict[str, str]:
     """Extra environment for the three services (the group owner's cloud URL; the factory file
     written by start_cloud names it as well)."""
-    return {"GATEWAY_CLOUD_URL": cloud_url(ctx)}
+    return {"GATEWAY_CLOUD_URL": cloud_url(ctx), "GATEWAY_FACTORY_DIR": str(_factory_dir(ctx))}
 
 
 def _state_dir(ctx: DemoContext) -> Path:
     return Path(ctx.env.get("GATEWAY_STATE_DIR", str(ctx.tmp / "state")))
+
+
+def _factory_dir(ctx: DemoContext) -> Path:
+    """The box's factory provisioning (read-only for the services, apart from their state)."""
+    return Path(ctx.env.get("GATEWAY_FACTORY_DIR", str(ctx.tmp / "factory")))
 
 
 async def _run(ctx: DemoContext, *args: str, timeout: float = 60) -> tuple[int, str]:
@@ -109,10 +105,10 @@ async def start_cloud(ctx: DemoContext) -> None:
     if b"listening" not in line:
         raise RuntimeError(f"the cloud did not start: {line.decode(errors='replace')}")
     cloud.tasks.append(asyncio.ensure_future(_drain(proc, _open_log(ctx, "cloud"))))
-    state_dir = _state_dir(ctx)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    factory_dir = _factory_dir(ctx)
+    factory_dir.mkdir(parents=True, exist_ok=True)
     rc, out = await _run(ctx, "-m", "gateway.peers.cloud", "enrol-gateway", "--state", str(state),
-                         "--out", str(state_dir / "cbsb-factory.json"), "--cloud-url", url,
+                         "--out", str(factory_dir / "cbsb-factory.json"), "--cloud-url", url,
                          "--json")  # fmt: skip
     if rc != 0:
         raise RuntimeError(f"enrolling the gateway failed: {out}")

@@ -46,7 +46,7 @@ from gateway.crypto.thread_keys import joiner_id as compute_joiner_id
 from gateway.crypto.thread_keys import validate_pskd
 from gateway.errors import CryptoError, InvalidArgument, ParseError
 from gateway.thread.coap import CoapEndpoint
-from gateway.thread.discovery import (
+from gateway.thread.commissioning.discovery import (
     DiscoveryCandidate,
     discovery_request_packet,
     parse_discovery_response_datagram,

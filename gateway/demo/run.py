@@ -14,10 +14,8 @@ at the end (``--keep`` keeps it).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -32,9 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
+
 from drivers.emulator.tap import AirTap
 from drivers.mac_header import describe
 from drivers.radio import TxStatus, open_radio
+from gateway.demo.thread import demo_thread
 
 BOLD = "\x1b[1m" if sys.stdout.isatty() and "NO_COLOR" not in os.environ else ""
 RESET = "\x1b[0m" if BOLD else ""
@@ -221,8 +222,8 @@ async def _status(tmp: Path, service: str) -> dict[str, Any] | None:
 
 @dataclass
 class DemoContext:
-    """What the bootstrapping demos get (see gateway/group_owner/demo.py and
-    gateway/border_router/demo.py)."""
+    """What the bootstrapping parts get (:class:`gateway.demo.context.DemoContext`; see
+    gateway/demo/cbsb.py and gateway/demo/thread.py)."""
 
     tmp: Path
     port_offset: int
@@ -255,7 +256,7 @@ async def _wait_ready(tmp: Path, procs: dict[str, subprocess.Popen[bytes]]) -> d
 
 
 async def appliance(tmp: Path, offset: int) -> None:
-    from gateway.group_owner import demo as cbsb_demo
+    from gateway.demo import cbsb as cbsb_demo
 
     ctx = DemoContext(tmp, offset, _service_env(tmp, offset))
     step("The appliance: the cloud, then the radio, border-router and group-owner services")
@@ -270,13 +271,7 @@ async def appliance(tmp: Path, offset: int) -> None:
                 f"{br.get('channel')}, PAN {br.get('pan_id')}, ext PAN {br.get('ext_pan_id')}")  # fmt: skip
             await resilience(tmp, offset, ctx.env, procs)
             await cbsb_demo.demo_cbsb(ctx)
-            try:
-                thread_demo = importlib.import_module("gateway.border_router.demo")
-            except ModuleNotFoundError:
-                step("Thread commissioning")
-                say("not part of this build yet")
-            else:
-                await thread_demo.demo_thread(ctx)
+            await demo_thread(ctx)
     finally:
         await cbsb_demo.stop_cloud(ctx)
 
@@ -338,7 +333,7 @@ def summarize(tap: TapThread, pcap: Path) -> None:
     say(f"open it with:  wireshark {pcap}")
 
 
-async def run(args: argparse.Namespace, run_dir: Path, pcap: Path) -> None:
+async def run(port_offset: int, keep: bool, run_dir: Path, pcap: Path) -> None:
     # State and sockets in a short temporary path (a Unix socket path has at most 107 bytes);
     # the services and peers write their logs through tmp/logs into the run folder.
     tmp = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
@@ -349,13 +344,13 @@ async def run(args: argparse.Namespace, run_dir: Path, pcap: Path) -> None:
     logging.getLogger().setLevel(logging.INFO)
     print(f"{BOLD}Thing-bootstrapping gateway: demo on the emulated radio{RESET}")
     print(f"this run is kept in {run_dir}/ (air.pcap, logs/, summary.txt); simulated air at "
-          f"port offset {args.port_offset}")  # fmt: skip
+          f"port offset {port_offset}")  # fmt: skip
     outcome = "FAILED"
     tap: TapThread | None = None
     try:
-        with TapThread(args.port_offset, pcap) as tap:
-            await radio_foundation(args.port_offset)
-            await appliance(tmp, args.port_offset)
+        with TapThread(port_offset, pcap) as tap:
+            await radio_foundation(port_offset)
+            await appliance(tmp, port_offset)
             await asyncio.sleep(0.3)
         summarize(tap, pcap)
         outcome = "complete"
@@ -367,31 +362,30 @@ async def run(args: argparse.Namespace, run_dir: Path, pcap: Path) -> None:
         logging.getLogger().removeHandler(log_handler)
         log_handler.close()
         write_summary(run_dir, pcap, outcome, tap)
-        if args.keep:
+        if keep:
             print(f"state and sockets kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
         print(f"this run is kept in {run_dir}/: air.pcap, logs/, summary.txt, transcript.txt")
 
 
+@click.command(help=(__doc__ or "").split("\n\n")[0],
+               context_settings={"help_option_names": ["-h", "--help"]})  # fmt: skip
+@click.option("--port-offset", type=int, default=7, show_default=True,
+              help="simulated air port offset")  # fmt: skip
+@click.option("--run-dir", default="demo-run", show_default=True,
+              help="where this run is kept, replacing the last one")  # fmt: skip
+@click.option("--pcap", help="where to write the air capture (default RUN_DIR/air.pcap)")
+@click.option("--keep", is_flag=True, help="keep the state and sockets too")
+def command(port_offset: int, run_dir: str, pcap: str | None, keep: bool) -> None:
+    where = Path(run_dir).resolve()
+    prepare_run_dir(where)
+    capture = Path(pcap).resolve() if pcap else where / "air.pcap"
+    asyncio.run(run(port_offset, keep, where, capture))
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        prog="python -m gateway.demo", description=__doc__.split("\n\n")[0]
-    )
-    ap.add_argument(
-        "--port-offset", type=int, default=7, help="simulated air port offset (default 7)"
-    )
-    ap.add_argument(
-        "--run-dir", default="demo-run", help="where this run is kept, replacing the last one "
-        "(default ./demo-run)"
-    )  # fmt: skip
-    ap.add_argument("--pcap", help="where to write the air capture (default RUN_DIR/air.pcap)")
-    ap.add_argument("--keep", action="store_true", help="keep the state and sockets too")
-    args = ap.parse_args()
-    run_dir = Path(args.run_dir).resolve()
-    prepare_run_dir(run_dir)
-    pcap = Path(args.pcap).resolve() if args.pcap else run_dir / "air.pcap"
-    asyncio.run(run(args, run_dir, pcap))
+    command(prog_name="python -m gateway.demo")
 
 
 if __name__ == "__main__":

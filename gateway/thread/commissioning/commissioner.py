@@ -53,8 +53,8 @@ from gateway.crypto.thread_keys import (
     validate_pskd,
 )
 from gateway.errors import InvalidArgument, ParseError
-from gateway.thread.border_agent import ALOC16_LEADER, aloc
 from gateway.thread.coap import CoapEndpoint, Pending
+from gateway.thread.commissioning.border_agent import ALOC16_LEADER, aloc
 from gateway.thread.errors import (
     AnotherCommissionerActive,
     CommissioningError,

@@ -1,4 +1,4 @@
-"""Output conventions of gwctl: one JSON document on stdout with --json, everything else
+"""Output conventions of every command line (gwctl, the services, the peers): one JSON document on stdout with --json, everything else
 (progress, logs, warnings, hints) on stderr; colour only on a terminal, never with NO_COLOR or
 TERM=dumb."""
 

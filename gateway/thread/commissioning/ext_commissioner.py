@@ -1,6 +1,6 @@
 """An external commissioner's link to a border agent (sans-IO): a DTLS client (EC-JPAKE with the
 PSKc) carrying the management CoAP messages of a
-:class:`~gateway.thread.commissioner.Commissioner`.
+:class:`~gateway.thread.commissioning.commissioner.Commissioner`.
 
 The owner sends :meth:`ExternalCommissioner.datagrams_to_send` to the border agent's UDP port,
 feeds what comes back to :meth:`ExternalCommissioner.datagram_received` and calls
@@ -23,7 +23,11 @@ from gateway.crypto.dtls import (
     HandshakeComplete,
 )
 from gateway.errors import InvalidArgument, ParseError
-from gateway.thread.commissioner import Commissioner, CommissionerEvent, CommissionerState
+from gateway.thread.commissioning.commissioner import (
+    Commissioner,
+    CommissionerEvent,
+    CommissionerState,
+)
 from gateway.wire.coap import TmfMessage
 
 __all__ = ["BorderAgentLinkState", "ExternalCommissioner", "LinkEvent"]

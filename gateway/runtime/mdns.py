@@ -1,9 +1,10 @@
 """DNS-SD for the Border Agent through ``zeroconf``: publish ``_meshcop._udp`` (the border
-router) and browse for it (the external commissioner).
+router service) and browse for it (the external commissioner peer, the demo). Both import it from
+here, so neither imports the other.
 
 Interfaces: ``uplink = "auto"`` (the default of ``[network] uplink``) publishes on every
 interface; an interface name restricts publication to that interface's addresses (``lo`` is
-what the tests use). The TXT record comes from :mod:`gateway.thread.dnssd`.
+what the tests use). The TXT record comes from :mod:`gateway.thread.commissioning.dnssd`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import ParseError
-from gateway.thread.dnssd import SERVICE_TYPE, BorderAgentRecord, parse_meshcop_txt
+from gateway.thread.commissioning.dnssd import SERVICE_TYPE, BorderAgentRecord, parse_meshcop_txt
 
 LOG = logging.getLogger(__name__)
 

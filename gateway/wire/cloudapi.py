@@ -1,34 +1,28 @@
-"""What the group owner, the reference cloud and the reference app share about the cloud API:
-paths, the JSON-over-CoAP call with typed errors, the TLS contexts of each link, claim codes
-and the QR format of a thing.
+"""The cloud API that the group owner, the reference cloud and the reference app share (sans-IO):
+paths, the JSON body codec and its field checks, the typed errors of a call, claim codes, the QR
+format of a thing, the factory record's format and the registration proof.
 
-Transport (docs/cbsb-system.md §3): CoAP over TLS 1.3 (RFC 8323, ``coaps+tcp://``) through
-aiocoap's ``tlsclient``/``tlsserver`` transports and Python's :mod:`ssl`. The gateway presents the
-client certificate the cloud issued at registration (mutual authentication); the app authenticates
-the cloud by its CA certificate and itself with a login token. Bodies are JSON (content format 50);
-binary values travel as lowercase hex.
+The transport (docs/cbsb-system.md §3, CoAP over TLS 1.3) is :mod:`gateway.runtime.coap_tls`;
+this module only turns values into bytes and back. Bodies are JSON (content format 50); binary
+values travel as lowercase hex.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
-import logging
 import secrets
-import ssl
-from pathlib import Path
 from typing import Any
 
 from gateway.errors import GatewayError
 
-LOG = logging.getLogger(__name__)
-
 CONTENT_FORMAT_JSON = 50
 API_PREFIX = ("v1",)
 MAX_BODY = 16 * 1024
+# The ``format`` of the factory record the cloud writes at manufacturing (enrol-gateway) and the
+# group owner reads at first start.
+FACTORY_FORMAT = "cbsb-gateway-factory"
 
 
 # ----------------------------------------------------------------------------- errors
@@ -222,124 +216,21 @@ def encode_body(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
 
-# ----------------------------------------------------------------------------- TLS contexts
+def api_path(path: str) -> tuple[str, ...]:
+    """The URI path segments of an API call (``gw/poll`` -> ``("v1", "gw", "poll")``)."""
+    return (*API_PREFIX, *path.split("/"))
 
 
-def client_tls_context(
-    ca_pem: str, cert_file: Path | None = None, key_file: Path | None = None
-) -> ssl.SSLContext:
-    """TLS 1.3 client context that trusts only the cloud's CA; with ``cert_file``/``key_file``
-    it also presents the gateway's certificate (mutual authentication)."""
-    ctx = ssl.create_default_context(cadata=ca_pem)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    if cert_file is not None and key_file is not None:
-        ctx.load_cert_chain(str(cert_file), str(key_file))
-    return ctx
-
-
-def server_tls_context(cert_file: Path, key_file: Path, ca_file: Path) -> ssl.SSLContext:
-    """TLS 1.3 server context: gateways present a certificate issued by ``ca_file`` (checked by
-    the handshake), apps present none and log in instead."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(str(cert_file), str(key_file))
-    ctx.load_verify_locations(cafile=str(ca_file))
-    ctx.verify_mode = ssl.CERT_OPTIONAL
-    ctx.set_alpn_protocols(["coap"])
-    return ctx
-
-
-def peer_certificate(remote: object) -> bytes | None:
-    """The DER certificate the TLS peer of an aiocoap request presented (None without one).
-
-    aiocoap's TCP transport keeps the asyncio transport of a connection on the remote object;
-    the certificate was verified against the CA during the handshake."""
-    transport = getattr(remote, "_transport", None)
-    if transport is None:
-        return None
-    obj = transport.get_extra_info("ssl_object")
-    if obj is None:
-        return None
-    der = obj.getpeercert(binary_form=True)
-    return bytes(der) if der else None
-
-
-# ----------------------------------------------------------------------------- client
-
-
-class CoapJsonClient:
-    """Calls ``POST <base>/v1/<path>`` with a JSON body over CoAP-over-TLS.
-
-    A connection failure drops the aiocoap context, so the next call reconnects from scratch
-    (a restarted cloud, a new network)."""
-
-    def __init__(self, base_url: str, tls: ssl.SSLContext, timeout: float = 10.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.tls = tls
-        self.timeout = timeout
-        self._ctx: Any = None
-        self._lock = asyncio.Lock()
-
-    async def _context(self) -> Any:
-        async with self._lock:
-            if self._ctx is None:
-                from aiocoap import Context
-
-                ctx = await Context.create_client_context(transports=["tlsclient"])
-                # aiocoap's credential map only knows a CA file for TLS; hand it our context
-                # (which may carry the gateway's client certificate) for every origin.
-                ctx.client_credentials.ssl_client_context = lambda _scheme, _host: self.tls
-                self._ctx = ctx
-            return self._ctx
-
-    async def reset(self) -> None:
-        async with self._lock:
-            ctx, self._ctx = self._ctx, None
-        if ctx is not None:
-            with contextlib.suppress(Exception):
-                await ctx.shutdown()
-
-    async def call(
-        self, path: str, body: dict[str, Any] | None = None, timeout: float | None = None
-    ) -> dict[str, Any]:
-        import aiocoap
-        from aiocoap import error as coap_error
-
-        ctx = await self._context()
-        uri = f"{self.base_url}/{'/'.join(API_PREFIX)}/{path}"
-        msg = aiocoap.Message(code=aiocoap.POST, uri=uri, payload=encode_body(body or {}))
-        msg.opt.content_format = CONTENT_FORMAT_JSON
-        try:
-            async with asyncio.timeout(timeout or self.timeout):
-                resp = await ctx.request(msg).response
-        except (TimeoutError, coap_error.NetworkError, coap_error.ResolutionError, OSError,
-                ssl.SSLError) as exc:  # fmt: skip
-            await self.reset()
-            raise CloudUnreachable(
-                f"cannot reach the cloud at {self.base_url}: {_why(exc)}"
-            ) from None
-        except coap_error.Error as exc:
-            await self.reset()
-            raise CloudUnreachable(f"the cloud connection failed: {_why(exc)}") from None
-        try:
-            doc = decode_body(resp.payload)
-        except ValueError:
-            doc = {}
-        if not resp.code.is_successful():
-            raise CloudApiError(
-                str(doc.get("error", resp.code.name)),
-                str(doc.get("message", f"the cloud answered {resp.code}")),
-                hint=doc.get("hint") if isinstance(doc.get("hint"), str) else None,
-            )
-        return doc
-
-    async def close(self) -> None:
-        await self.reset()
-
-
-def _why(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    cause = exc.__cause__ or exc.__context__
-    if cause is not None and str(cause):
-        text += f" ({cause})"
-    return text[:200]
+def error_of_response(code_name: str, code_text: str, payload: bytes) -> CloudApiError:
+    """The typed error an unsuccessful answer stands for: its body's reason, message and hint,
+    else the response code (``code_name`` as the reason, ``code_text`` in the message)."""
+    try:
+        doc = decode_body(payload)
+    except ValueError:
+        doc = {}
+    hint = doc.get("hint")
+    return CloudApiError(
+        str(doc.get("error", code_name)),
+        str(doc.get("message", f"the cloud answered {code_text}")),
+        hint=hint if isinstance(hint, str) else None,
+    )

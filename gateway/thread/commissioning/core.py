@@ -1,11 +1,11 @@
 """The gateway's Thread side as one sans-IO object: Leader (commissioning), Joiner Router on its
 own radio, Border Agent for external commissioners, and the native commissioner.
 
-:class:`BorderRouterCore` composes :class:`~gateway.thread.leader.CommissioningLeader`,
-:class:`~gateway.thread.joiner_router.JoinerRouter`,
-:class:`~gateway.thread.border_agent.BorderAgent`,
+:class:`BorderRouterCore` composes :class:`~gateway.thread.commissioning.leader.CommissioningLeader`,
+:class:`~gateway.thread.commissioning.joiner_router.JoinerRouter`,
+:class:`~gateway.thread.commissioning.border_agent.BorderAgent`,
 :class:`~gateway.thread.policy.UnsecuredPolicer`, :class:`~gateway.thread.link.LinkReceiver` and,
-when a technician starts it, a :class:`~gateway.thread.commissioner.Commissioner` attached to the
+when a technician starts it, a :class:`~gateway.thread.commissioning.commissioner.Commissioner` attached to the
 border agent through a local session. The asyncio service (``gateway.border_router``) only moves
 bytes: received frames in (:meth:`frame_received`), frames out (:meth:`frames_to_send`), border
 agent datagrams both ways, and :meth:`poll` at :meth:`next_timeout`.
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gateway.errors import CryptoError, InvalidArgument
-from gateway.thread.border_agent import BorderAgent, RelayTx, SessionEvent
-from gateway.thread.commissioner import (
+from gateway.thread.commissioning.border_agent import BorderAgent, RelayTx, SessionEvent
+from gateway.thread.commissioning.commissioner import (
     Commissioner,
     CommissionerState,
     JoinerEvent,
@@ -33,10 +33,10 @@ from gateway.thread.commissioner import (
     StateChanged,
     SteeringUpdated,
 )
-from gateway.thread.discovery import NetworkInfo, answer_discovery
+from gateway.thread.commissioning.discovery import NetworkInfo, answer_discovery
+from gateway.thread.commissioning.joiner_router import JoinerEntrusted, JoinerRouter
+from gateway.thread.commissioning.leader import KEEP_ALIVE_TIMEOUT, CommissioningLeader
 from gateway.thread.errors import CommissionerNotActive
-from gateway.thread.joiner_router import JoinerEntrusted, JoinerRouter
-from gateway.thread.leader import KEEP_ALIVE_TIMEOUT, CommissioningLeader
 from gateway.thread.link import (
     LinkReceiver,
     LinkSecurity,

@@ -43,7 +43,7 @@ from gateway.crypto.dtls import (
 )
 from gateway.errors import InvalidArgument, ParseError
 from gateway.thread.coap import CoapEndpoint
-from gateway.thread.leader import CommissioningLeader, filter_get
+from gateway.thread.commissioning.leader import CommissioningLeader, filter_get
 from gateway.wire.coap import TMF_PORT, CoapCode, MessageType, TmfMessage, TmfUri
 from gateway.wire.dataset import ActiveDataset
 from gateway.wire.meshcop import (

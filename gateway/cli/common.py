@@ -1,20 +1,23 @@
-"""What every gwctl command shares: the --json option, the exit-code table, running a command's
-coroutine with clean Ctrl-C/SIGTERM handling, and turning typed errors into a message a
-technician can act on (or one JSON document) and the exit code of DESIGN §8."""
+"""What every command line shares (gwctl, the services' and the peers' ``python -m``): the --json
+option, the exit-code table, running a command's coroutine with clean Ctrl-C/SIGTERM handling,
+and turning typed errors into a message a technician can act on (or one JSON document) and the
+exit code of DESIGN §8."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any, NoReturn, TypeVar
 
 import click
 
 from drivers.errors import GatewayError
-from gateway.admin import output
+from gateway.cli import output
 
 T = TypeVar("T")
 
@@ -26,59 +29,13 @@ Exit codes:
   3 no such device     8 service not running or unreachable
   4 permission denied  9 bad configuration or state"""
 
-SERVICES_STOP_HINT = (
-    "Stop the services first: systemctl stop gateway-group-owner gateway-border-router "
-    "gateway-radio"
-)
-
-
-# ----------------------------------------------------------------------------- errors of gwctl
-
-
-class ServicesRunning(GatewayError):
-    """A command that rewrites the gateway's state refuses to run under live services."""
-
-    code = "ADM001"
-    exit_code = 1
-    default_hint = SERVICES_STOP_HINT
+# ----------------------------------------------------------------------------- errors
 
 
 class NotConfirmed(GatewayError):
     code = "ADM002"
     exit_code = 1
     default_hint = "Confirm interactively, or pass --yes."
-
-
-class BackupError(GatewayError):
-    """A backup file that cannot be restored (another format, a newer version, corrupt)."""
-
-    code = "ADM003"
-    exit_code = 9
-    default_hint = "Use a backup written by 'gwctl backup' of this or an older release."
-
-
-class JournalUnavailable(GatewayError):
-    code = "ADM004"
-    exit_code = 1
-    default_hint = (
-        "The services log to the systemd journal when systemd runs them. Started by hand, they "
-        "log to their own stderr: look at the terminal or file they were started with."
-    )
-
-
-class AdminPermissionDenied(GatewayError):
-    code = "ADM005"
-    exit_code = 4
-    default_hint = "Run gwctl as root (sudo) or as a member of the 'gateway' group."
-
-
-class ChannelInUse(GatewayError):
-    code = "ADM006"
-    exit_code = 1
-    default_hint = (
-        "The running radio service serves the gateway's network on its channel. Use that channel, "
-        "or stop the services and open the radio directly with --radio URL."
-    )
 
 
 # ----------------------------------------------------------------------------- click helpers
@@ -166,3 +123,58 @@ def confirm(prompt: str, word: str | None, yes: bool) -> None:
         if not sys.stdin.isatty():
             sys.stderr.write("\n")  # the answer was not echoed: end the prompt's line
     raise NotConfirmed("not confirmed; nothing was changed")
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def invoke(command: click.Command, argv: list[str] | None, prog: str) -> int:
+    """Run a click command as a function (the peers' ``main(argv) -> int``): its callback's
+    return value as the exit code; 0 after ``--help``; 2 and the message on stderr for a usage
+    error; 1 on Ctrl-C."""
+    try:
+        rv = command.main(args=argv, prog_name=prog, standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        return 1
+    return rv if isinstance(rv, int) else 0
+
+
+def option_value(
+    convert: Callable[[str], T],
+) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click option callback that converts the text with ``convert`` (None stays None); its
+    ValueError becomes a usage error that names the option."""
+
+    def callback(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value is None or not isinstance(value, str):
+            return value
+        try:
+            return convert(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return callback
+
+
+def namespace_command(
+    group: click.Group, name: str, help_: str, dispatch: Callable[[SimpleNamespace], int]
+) -> Callable[[Callable[..., Any]], click.Command]:
+    """Decorate an empty function carrying click options into the subcommand ``name`` of
+    ``group`` that hands ``dispatch`` one namespace: ``cmd`` (its name), the group's options (from
+    ``ctx.obj``, a dict, when the group sets one) and its own (an option spelt ``json_`` as
+    ``json``). For command lines whose handlers take an argparse-like namespace."""
+
+    def wrap(f: Callable[..., Any]) -> click.Command:
+        def run(**opts: Any) -> int:
+            parent = click.get_current_context().obj
+            merged = {**(parent if isinstance(parent, dict) else {}), **opts}
+            if "json_" in merged:
+                merged["json"] = merged.pop("json_")
+            return dispatch(SimpleNamespace(cmd=name, **merged))
+
+        return group.command(name, help=help_)(functools.wraps(f)(run))
+
+    return wrap

@@ -1,4 +1,4 @@
-"""The Thread commissioning step of ``make demo`` (called from gateway/demo.py).
+"""The Thread commissioning part of ``make demo`` (called from gateway/demo/run.py).
 
 :func:`demo_thread` runs, against the running services, the two cases of the seed draft (§3)
 that work today with the gateway as Border Router and Joiner Router:
@@ -16,23 +16,15 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from gateway.demo.context import DemoContext
 
 __all__ = ["DemoContext", "demo_thread"]
 
 PSKD_1 = "J01NME"
 PSKD_2 = "TH1NG2"
 THING_NODES = (31, 32)  # emulated radios of the two things (the gateway's radio is node 1)
-
-
-class DemoContext(Protocol):
-    tmp: Path
-    port_offset: int
-    env: dict[str, str]
-
-    def say(self, text: str) -> None: ...
-
-    def step(self, text: str) -> None: ...
 
 
 def _paths(env: dict[str, str]) -> Any:
@@ -59,9 +51,9 @@ async def _call(paths: Any, method: str, timeout: float = 30.0, **params: Any) -
 
 async def demo_thread(ctx: DemoContext) -> None:
     from drivers.emulator.backend import default_eui64
-    from gateway.border_router.mdns import browse_border_agents
     from gateway.peers.commissioner import CommissionerPeer
     from gateway.peers.thing.joiner import join
+    from gateway.runtime.mdns import browse_border_agents
     from gateway.runtime.network import load_network
     from gateway.runtime.settings import load_settings
     from gateway.thread.errors import CommissioningError
@@ -109,7 +101,8 @@ async def demo_thread(ctx: DemoContext) -> None:
     await peer.start()
     try:
         node, eui64, pskd = things[0]
-        ctx.say(f"thing 1 (EUI-64 {eui64.hex()}) has the joining code {pskd} on its label")
+        ctx.say(f"thing 1 (EUI-64 {eui64.hex()}) has its joining code (PSKd) on its label; the "
+                "technician types it into the commissioner")  # fmt: skip
         await peer.add_joiner(pskd, eui64=eui64, timeout=120)
         result = await join(
             f"emulated:?node={node}&port_offset={ctx.port_offset}",
@@ -140,7 +133,8 @@ async def demo_thread(ctx: DemoContext) -> None:
     try:
         node, eui64, pskd = things[1]
         await _call(paths, "joiner_add", eui64=eui64.hex(), pskd=pskd, timeout_s=120)
-        ctx.say(f"gwctl commissioner joiner add {eui64.hex()} {pskd}: admitted for 120 s")
+        ctx.say(f"gwctl commissioner joiner add {eui64.hex()} --pskd-file -: admitted for 120 s "
+                "(the joining code from the label, read from standard input)")  # fmt: skip
         result = await join(
             f"emulated:?node={node}&port_offset={ctx.port_offset}",
             pskd,

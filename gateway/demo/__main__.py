@@ -1,0 +1,3 @@
+from gateway.demo.run import main
+
+main()
