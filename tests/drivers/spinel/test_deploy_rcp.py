@@ -18,7 +18,7 @@ def test_udev_rules_for_rcp_dongles() -> None:
     ids = {tuple(re.findall(r'ATTRS\{id(?:Vendor|Product)\}=="([0-9a-f]{4})"', r)) for r in rules}
     assert ("1915", "cafe") in ids and ("10c4", "ea60") in ids
     for rule in rules:
-        assert 'GROUP="gateway"' in rule and 'MODE="0660"' in rule
+        assert 'GROUP="gateway-radio"' in rule and 'MODE="0660"' in rule
         assert 'SYMLINK+="gateway-rcp"' in rule
         if "10c4" in rule:  # a generic USB bridge: only with the dongle's product string
             assert "ATTRS{product}==" in rule
