@@ -87,6 +87,7 @@ async def join(
     say: Any = None,
     stop_at_first_candidate: bool = False,
     start_at: float | None = None,
+    scan_passes: int = 3,
 ) -> JoinResult:
     """Join on the radio at ``radio_url``; the :class:`JoinResult` holds the state machine
     (``joiner.state``, ``joiner.error``, ``joiner.credentials``) and the time it took."""
@@ -105,6 +106,7 @@ async def join(
             scan_dwell=scan_dwell,
             vendor=vendor or VendorInfo(),
             stop_at_first_candidate=stop_at_first_candidate,
+            scan_passes=scan_passes,
         )
         logged = 0
         t0 = loop.time()
