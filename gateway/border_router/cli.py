@@ -39,6 +39,7 @@ SERVICE = "border-router"
 
 async def _call(method: str, timeout: float = 10.0, **params: Any) -> Any:
     import gateway.thread.errors  # noqa: F401  (registers the THR codes for error_class)
+    import gateway.thread.network.errors  # noqa: F401  (and the THR1xx codes)
     from gateway.cli.control import call
 
     paths = Paths.from_env()

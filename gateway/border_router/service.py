@@ -52,7 +52,7 @@ from gateway.thread.commissioning.dnssd import instance_name, meshcop_txt, state
 from gateway.thread.commissioning.leader import KEEP_ALIVE_TIMEOUT
 from gateway.thread.errors import CommissionerNotActive, CommissioningError
 from gateway.thread.link import SECURITY_LEVEL, LinkSecurity
-from gateway.thread.network.errors import NotAttached
+from gateway.thread.network.errors import AddressUnresolved, NotAttached
 from gateway.thread.network.events import (
     KeySequenceChanged,
     NetFrame,
@@ -692,8 +692,13 @@ class BorderRouterService(Service):
             self._ping_waiters[(ident, seq)] = fut
             sent = loop.time()
             try:
-                verdict = net.ping(addr, sent, size=size, identifier=ident, sequence=seq)
+                try:
+                    verdict = net.ping(addr, sent, size=size, identifier=ident, sequence=seq)
+                except AddressUnresolved:
+                    verdict = "no_route"  # an echo that cannot leave is lost, not an error
                 self._flush()
+                if verdict == "no_route":
+                    raise TimeoutError
                 async with asyncio.timeout(wait):
                     rep = await fut
                 replies.append({"sequence": seq, "ok": True, "from": str(rep.src),

@@ -1,0 +1,176 @@
+"""The Thread network on the emulated air, in real time: the radio and border router services as
+subprocesses, the reference thing (``python -m gateway.peers.thing join --attach``) on its own
+emulated radio. A joiner goes from bootstrapping to attached and the gateway lists it as a
+child; the gateway pings it; after ``kill -9`` of the border router the child is attached again
+(restored from the saved child table) within its timeout; and a thing restarted with its state
+file attaches again without joining.
+
+Port offsets 1640..1649 belong to this module."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.runtime.helpers import wait_until
+from tests.thread.stack import ThreadStack, thread_stack
+
+pytestmark = pytest.mark.timeout(240)
+BASE_OFFSET = 1640
+PSKD = "ATTACH1"
+CHILD_TIMEOUT = 30
+
+
+class Thing:
+    """A reference thing subprocess whose JSON lines (stdout) are read in a thread."""
+
+    def __init__(self, cmd: list[str], stack: ThreadStack, log: Path) -> None:
+        self.log = log
+        self._err = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd, env=stack.peer_env(), cwd=stack.root, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=self._err, text=True,
+        )  # fmt: skip
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                self.lines.put(json.loads(line))
+            except ValueError:
+                continue
+
+    def wait_event(self, pred: Any, timeout: float, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None and self.lines.empty():
+                raise AssertionError(f"{what}: not seen\n{self.log.read_text(errors='replace')}")
+            try:
+                doc = self.lines.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if pred(doc):
+                return doc
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(20)
+        finally:
+            self._reader.join(5)
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
+            self._err.close()
+        return rc
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadStack]:
+    with thread_stack(tmp_path_factory.mktemp("netstack"), BASE_OFFSET) as s:
+        yield s
+
+
+def _children(stack: ThreadStack) -> list[dict[str, Any]]:
+    kids: list[dict[str, Any]] = stack.result("thread_children")["children"]
+    return kids
+
+
+def _valid_child(stack: ThreadStack, ext: str) -> dict[str, Any] | None:
+    for c in _children(stack):
+        if c["ext_addr"] == ext and c["state"] == "valid":
+            return c
+    return None
+
+
+def _gwctl(stack: ThreadStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.admin", *args], env=stack.env(), capture_output=True,
+        text=True, timeout=60, cwd=stack.root,
+    )  # fmt: skip
+
+
+def test_joiner_attaches_survives_a_border_router_kill_and_reboots_into_the_network(
+    stack: ThreadStack, tmp_path: Path
+) -> None:
+    st = stack.result("thread_status")
+    assert st["role"] == "leader"
+    assert stack.status()["network"]["role"] == "leader"
+    assert stack.result("commissioner_start")["state"] == "active"
+    stack.result("joiner_add", eui64="*", pskd=PSKD, timeout_s=120)
+    state = tmp_path / "thing-thread.json"
+    cmd = [*stack.joiner_cmd(3, PSKD, "--attach", "--json", "--quiet", "--state", str(state),
+                             "--child-timeout", str(CHILD_TIMEOUT))]  # fmt: skip
+    thing = Thing(cmd, stack, tmp_path / "thing.log")
+    try:
+        joined = thing.wait_event(lambda d: "joined" in d, 60, "the join result")
+        assert joined["joined"] is True
+        child = thing.wait_event(
+            lambda d: d.get("event") == "role" and d["role"] == "child", 60, "role child"
+        )
+        ext = child["ext_addr"]
+        assert child["parent"]["ext_addr"] == st["ext_addr"]
+        assert child["parent"]["rloc16"] == st["rloc16"]
+        wait_until(lambda: _valid_child(stack, ext) is not None, 10, "the gateway lists the child")
+        entry = _valid_child(stack, ext)
+        assert entry is not None and entry["rloc16"] == child["rloc16"]
+        assert entry["mode"] == "r" and entry["timeout_s"] == CHILD_TIMEOUT
+        assert child["addresses"]["ml_eid"] in entry["addresses"]
+        # gwctl, through the border router's control socket
+        out = _gwctl(stack, "thread", "children", "--json")
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        assert doc["schema_version"] == 1 and ext in [c["ext_addr"] for c in doc["children"]]
+        ping = _gwctl(stack, "thread", "ping", child["addresses"]["ml_eid"], "--count", "3",
+                      "--json")  # fmt: skip
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        assert json.loads(ping.stdout)["received"] == 3
+        # nobody answers at this address: exit 7
+        lost = _gwctl(stack, "thread", "ping", "fd00::1234", "--timeout", "0.5", "--json")
+        assert lost.returncode == 7, lost.stdout + lost.stderr
+
+        # kill -9 of the border router while the child is attached
+        br = stack.procs["border-router"]
+        br.proc.send_signal(signal.SIGKILL)
+        br.proc.wait(10)
+        t_kill = time.monotonic()
+        stack.start("border-router")
+        assert stack.result("thread_status")["partition_id"] == st["partition_id"]
+        wait_until(lambda: _valid_child(stack, ext) is not None, CHILD_TIMEOUT,
+                   "the child attached again after kill -9")  # fmt: skip
+        assert time.monotonic() - t_kill < CHILD_TIMEOUT
+        again = _valid_child(stack, ext)
+        assert again is not None and again["rloc16"] == child["rloc16"]
+    finally:
+        assert thing.stop() == 0, (tmp_path / "thing.log").read_text()
+
+    # the thing reboots into its network: no PSKd, no join
+    saved = json.loads(state.read_text())["body"]
+    assert saved["child"]["rloc16"] == int(child["rloc16"], 16)
+    cmd = [sys.executable, "-m", "gateway.peers.thing", "join", "--radio", stack.radio_url(3),
+           "--json", "--state", str(state), "--child-timeout", str(CHILD_TIMEOUT)]  # fmt: skip
+    reboot = Thing(cmd, stack, tmp_path / "thing2.log")
+    try:
+        back = reboot.wait_event(
+            lambda d: d.get("event") == "role" and d["role"] == "child", 60, "child after reboot"
+        )
+        assert back["rloc16"] == child["rloc16"]
+        assert reboot.lines.empty() or all("joined" not in d for d in list(reboot.lines.queue))
+        wait_until(lambda: _valid_child(stack, ext) is not None, 10, "still listed")
+    finally:
+        assert reboot.stop() == 0, (tmp_path / "thing2.log").read_text()
+    stack.result("commissioner_stop")
