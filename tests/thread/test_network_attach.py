@@ -174,3 +174,29 @@ def test_joiner_attaches_survives_a_border_router_kill_and_reboots_into_the_netw
     finally:
         assert reboot.stop() == 0, (tmp_path / "thing2.log").read_text()
     stack.result("commissioner_stop")
+
+
+def test_sleepy_joiner_attaches_polls_and_answers_pings(stack: ThreadStack, tmp_path: Path) -> None:
+    assert stack.result("commissioner_start")["state"] == "active"
+    stack.result("joiner_add", eui64="*", pskd=PSKD, timeout_s=120)
+    cmd = [*stack.joiner_cmd(4, PSKD, "--attach", "--sleepy", "--poll-period", "0.5", "--json",
+                             "--quiet", "--child-timeout", "20")]  # fmt: skip
+    thing = Thing(cmd, stack, tmp_path / "sleepy.log")
+    try:
+        child = thing.wait_event(
+            lambda d: d.get("event") == "role" and d["role"] == "child", 90, "role child"
+        )
+        assert child["mode"] == "-"
+        ext = child["ext_addr"]
+        wait_until(lambda: _valid_child(stack, ext) is not None, 10, "the gateway lists it")
+        entry = _valid_child(stack, ext)
+        assert entry is not None and entry["mode"] == "-"
+        assert stack.result("thread_status")["children"]["sleepy"] >= 1
+        # echoes wait in its indirect queue until it polls
+        res = stack.result("thread_ping", address=child["addresses"]["ml_eid"], count=3,
+                           timeout_s=5.0)  # fmt: skip
+        assert res["received"] == 3, res
+        assert stack.result("thread_status")["counters"].get("data_polls", 0) > 0
+    finally:
+        assert thing.stop() == 0, (tmp_path / "sleepy.log").read_text()
+    stack.result("commissioner_stop")
