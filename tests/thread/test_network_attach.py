@@ -22,6 +22,11 @@ from typing import Any
 
 import pytest
 
+from drivers.emulator.tap import AirTap
+from drivers.fcs import append_fcs
+from gateway.errors import GatewayError
+from gateway.thread.link import peek_packet
+from gateway.wire.mac802154 import MacFrame
 from tests.runtime.helpers import wait_until
 from tests.thread.stack import ThreadStack, thread_stack
 
@@ -79,6 +84,61 @@ class Thing:
         return rc
 
 
+class Tap:
+    """Every frame on this module's air, from a thread, as (sender node, PSDU with FCS)."""
+
+    def __init__(self, port_offset: int) -> None:
+        self.frames: list[tuple[int, bytes]] = []
+        self._tap = AirTap(port_offset)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.frames.extend((node, psdu) for node, _ch, psdu in self._tap.poll(0.05))
+
+    def stop(self) -> list[tuple[int, bytes]]:
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(5)
+            self._tap.close()
+        return self.frames
+
+
+def counter_reuse(frames: list[tuple[int, bytes]]) -> tuple[list[str], dict[str, int]]:
+    """Frame counters that one sender used for two different frames with one key: MAC (key
+    index of the auxiliary security header) and MLE (key sequence of its key source). A MAC
+    retransmission repeats the very same PSDU, which is not a reuse."""
+    seen: dict[tuple[int, str, int, int], set[bytes]] = {}
+    for node, psdu in frames:
+        try:
+            f = MacFrame.from_bytes(psdu, fcs=True)
+        except GatewayError:
+            continue
+        if f.security is not None and f.security.frame_counter is not None:
+            key = (node, "mac", f.security.key_index or 0, f.security.frame_counter)
+            seen.setdefault(key, set()).add(psdu)
+            continue
+        try:
+            pkt = peek_packet(f.payload, f.src, f.dst) if f.payload else None
+        except GatewayError:
+            continue
+        if pkt is None or pkt.next_header != 17 or len(pkt.payload) < 18:
+            continue
+        udp = pkt.payload
+        if int.from_bytes(udp[2:4], "big") != 19788 or udp[8] != 0:
+            continue  # not MLE, or MLE discovery (suite 255, unsecured)
+        mle = udp[8:]
+        counter = int.from_bytes(mle[2:6], "little")
+        key_seq = int.from_bytes(mle[6:10], "big")
+        seen.setdefault((node, "mle", key_seq, counter), set()).add(bytes(mle))
+    kinds: dict[str, int] = {}
+    for k in seen:
+        kinds[f"{k[1]}{k[0]}"] = kinds.get(f"{k[1]}{k[0]}", 0) + 1
+    return [f"{k}: {len(v)} frames" for k, v in seen.items() if len(v) > 1], kinds
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadStack]:
     with thread_stack(tmp_path_factory.mktemp("netstack"), BASE_OFFSET) as s:
@@ -107,6 +167,7 @@ def _gwctl(stack: ThreadStack, *args: str) -> subprocess.CompletedProcess[str]:
 def test_joiner_attaches_survives_a_border_router_kill_and_reboots_into_the_network(
     stack: ThreadStack, tmp_path: Path
 ) -> None:
+    tap = Tap(stack.port_offset)
     st = stack.result("thread_status")
     assert st["role"] == "leader"
     assert stack.status()["network"]["role"] == "leader"
@@ -173,7 +234,21 @@ def test_joiner_attaches_survives_a_border_router_kill_and_reboots_into_the_netw
         wait_until(lambda: _valid_child(stack, ext) is not None, 10, "still listed")
     finally:
         assert reboot.stop() == 0, (tmp_path / "thing2.log").read_text()
+        frames = tap.stop()
     stack.result("commissioner_stop")
+    # the air shows no MAC or MLE frame counter used twice with one key, by the gateway (node 1)
+    # across its kill -9, nor by the thing (node 3) across its reboot
+    nodes = {n for n, _ in frames}
+    assert {1, 3} <= nodes, nodes
+    reused, kinds = counter_reuse(frames)
+    assert reused == []
+    # both kinds of counters were seen from both sides, before and after the restarts
+    assert min(kinds.get(k, 0) for k in ("mac1", "mle1", "mac3", "mle3")) > 0, kinds
+    # and the check does see a reuse: a second, different frame with a counter already used
+    node, psdu = next((n, p) for n, p in frames if n == 1 and MacFrame.from_bytes(
+        p, fcs=True).security is not None)  # fmt: skip
+    forged = append_fcs(psdu[:-3] + bytes([psdu[-3] ^ 1]))
+    assert counter_reuse([*frames, (node, forged)])[0] != []
 
 
 def test_sleepy_joiner_attaches_polls_and_answers_pings(stack: ThreadStack, tmp_path: Path) -> None:
