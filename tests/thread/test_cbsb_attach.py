@@ -22,6 +22,12 @@ OFFSET = 1650
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(tmp_path_factory.mktemp("cbsb-attach"), OFFSET) as s:
+        # a border agent port of its own: other system tests may hold the default 49191
+        (s.root / "gw").mkdir(parents=True, exist_ok=True)
+        (s.root / "gw" / "gateway.toml").write_text(
+            f"[border_router]\nborder_agent_port = {20000 + OFFSET * 7 % 20000}\n"
+            "advertise_mdns = false\n"
+        )
         s.start_cloud()
         s.enrol_gateway()
         s.add_user("alice")

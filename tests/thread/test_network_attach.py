@@ -2,7 +2,8 @@
 subprocesses, the reference thing (``python -m gateway.peers.thing join --attach``) on its own
 emulated radio. A joiner goes from bootstrapping to attached and the gateway lists it as a
 child; the gateway pings it; after ``kill -9`` of the border router the child is attached again
-(restored from the saved child table) within its timeout; and a thing restarted with its state
+(restored from the saved child table) within its timeout, and it stays attached through a
+``kill -9`` of the radio service; the air capture shows no frame counter reused; and a thing restarted with its state
 file attaches again without joining.
 
 Port offsets 1640..1649 belong to this module."""
@@ -171,6 +172,9 @@ def test_joiner_attaches_survives_a_border_router_kill_and_reboots_into_the_netw
     st = stack.result("thread_status")
     assert st["role"] == "leader"
     assert stack.status()["network"]["role"] == "leader"
+    gst = _gwctl(stack, "status", "--json")
+    assert gst.returncode == 0, gst.stderr
+    assert json.loads(gst.stdout)["thread"]["role"]["role"] == "leader"
     assert stack.result("commissioner_start")["state"] == "active"
     stack.result("joiner_add", eui64="*", pskd=PSKD, timeout_s=120)
     state = tmp_path / "thing-thread.json"
@@ -216,6 +220,17 @@ def test_joiner_attaches_survives_a_border_router_kill_and_reboots_into_the_netw
         assert time.monotonic() - t_kill < CHILD_TIMEOUT
         again = _valid_child(stack, ext)
         assert again is not None and again["rloc16"] == child["rloc16"]
+
+        # kill -9 of the radio service: the border router reconnects, the child stays
+        radio = stack.procs["radio"]
+        radio.proc.send_signal(signal.SIGKILL)
+        radio.proc.wait(10)
+        stack.start("radio")
+        wait_until(lambda: stack.status()["radio_reconnects"] >= 1, 30, "the radio back")
+        ping = _gwctl(stack, "thread", "ping", child["addresses"]["ml_eid"], "--count", "3",
+                      "--timeout", "5", "--json")  # fmt: skip
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        assert _valid_child(stack, ext) is not None
     finally:
         assert thing.stop() == 0, (tmp_path / "thing.log").read_text()
 
