@@ -48,7 +48,13 @@ from gateway.thread.commissioning.commissioner import (
     StateChanged,
 )
 from gateway.thread.commissioning.core import BorderRouterCore, OutFrame
-from gateway.thread.commissioning.dnssd import instance_name, meshcop_txt, state_bitmap
+from gateway.thread.commissioning.dnssd import (
+    InterfaceStatus,
+    ThreadRole,
+    instance_name,
+    meshcop_txt,
+    state_bitmap,
+)
 from gateway.thread.commissioning.leader import KEEP_ALIVE_TIMEOUT
 from gateway.thread.errors import CommissionerNotActive, CommissioningError
 from gateway.thread.link import SECURITY_LEVEL, LinkSecurity
@@ -346,13 +352,24 @@ class BorderRouterService(Service):
     def _txt(self) -> dict[bytes, bytes]:
         ds = self.dataset
         assert ds is not None and self.ext_addr is not None
+        net = self.net
+        role = {"leader": ThreadRole.LEADER, "router": ThreadRole.ROUTER}.get(
+            net.role if net is not None else "", ThreadRole.DISABLED_OR_DETACHED
+        )
+        up = (
+            InterfaceStatus.ACTIVE
+            if net is not None and net.attached
+            else InterfaceStatus.INITIALIZED
+        )
         return meshcop_txt(
             ext_addr=self.ext_addr,
             network_name=ds.network_name or "",
             ext_pan_id=ds.ext_pan_id or bytes(8),
-            state=state_bitmap(),
+            state=state_bitmap(interface_status=up, role=role),
             active_timestamp=ds.active_timestamp,
-            partition_id=int.from_bytes(self.ext_addr.octets[4:], "big"),
+            partition_id=net.partition_id
+            if net is not None
+            else int.from_bytes(self.ext_addr.octets[4:], "big"),
             border_agent_id=self._ba_id(),
             vendor_name=VENDOR,
             model_name=PRODUCT,
@@ -451,6 +468,7 @@ class BorderRouterService(Service):
                 self._net_dirty.set()
             elif isinstance(ev, KeySequenceChanged):
                 self._net_dirty.set()
+                core.joiner_router.key_sequence = ev.key_sequence  # JOIN_ENT tells joiners
                 self.spawn(self._register_mac_key(ev.key_sequence), "mac-key")
             elif isinstance(ev, PingReply):
                 fut = self._ping_waiters.get((ev.identifier, ev.sequence))
