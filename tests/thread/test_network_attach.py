@@ -204,6 +204,13 @@ def test_joiner_attaches_survives_a_border_router_kill_and_reboots_into_the_netw
                       "--json")  # fmt: skip
         assert ping.returncode == 0, ping.stdout + ping.stderr
         assert json.loads(ping.stdout)["received"] == 3
+        for sub, text in (("status", "role: leader"), ("children", child["rloc16"]),
+                          ("neighbors", ext), ("netdata", "data_version")):  # fmt: skip
+            human = _gwctl(stack, "thread", sub)
+            assert human.returncode == 0 and text in human.stdout, human.stdout + human.stderr
+        for sub in ("status", "neighbors", "netdata"):
+            doc = json.loads(_gwctl(stack, "thread", sub, "--json").stdout)
+            assert doc["ok"] is True and doc["schema_version"] == 1
         # nobody answers at this address: exit 7
         lost = _gwctl(stack, "thread", "ping", "fd00::1234", "--timeout", "0.5", "--json")
         assert lost.returncode == 7, lost.stdout + lost.stderr
