@@ -210,7 +210,7 @@ class BorderRouterService(Service):
         net = RouterCore(
             ds,
             ext,
-            config=RouterConfig(),
+            config=RouterConfig(max_children=self.settings.border_router.max_children),
             saved=saved.snapshot if saved is not None else None,
             mle_frame_counter=saved.start_counter() if saved is not None else None,
         )

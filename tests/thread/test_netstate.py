@@ -62,3 +62,13 @@ def test_corrupt_state_stops_rather_than_forming_a_new_network(tmp_path: Path) -
     path.write_text("{not json")
     with pytest.raises(GatewayError):
         NetworkStateStore(path).load()
+
+
+def test_child_table_size_is_a_validated_setting() -> None:
+    from gateway.runtime.settings import BorderRouterSettings
+
+    assert BorderRouterSettings().max_children == 32
+    BorderRouterSettings(max_children=511).validate()
+    for bad in (0, 512):
+        with pytest.raises(GatewayError, match="max_children"):
+            BorderRouterSettings(max_children=bad).validate()
