@@ -34,6 +34,7 @@ class _LazyGroup(click.Group):
         "bootstrap": "gateway.group_owner.cli:bootstrap",
         "commissioner": "gateway.border_router.cli:commissioner",
         "dataset": "gateway.border_router.cli:dataset",
+        "thread": "gateway.border_router.cli:thread",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -66,6 +66,9 @@ def build_status(paths: Paths, answers: dict[str, Answer]) -> dict[str, Any]:
     thread = br.get("thread")
     if isinstance(thread, dict):
         doc["thread"] = {"source": "border-router", **thread}
+        role = br.get("network")
+        if isinstance(role, dict):
+            doc["thread"]["role"] = role
     else:
         doc["thread"] = _thread_from_state(paths)
     sessions: dict[str, Any] = {}
@@ -147,6 +150,12 @@ def _print_status(doc: dict[str, Any]) -> None:
         src = "" if t["source"] == "border-router" else st("  (from the state file)", output.DIM)
         print(f"{st('thread', output.BOLD):8} '{t.get('network_name')}', channel "
               f"{t.get('channel')}, PAN ID {t.get('pan_id')}, ext PAN ID {t.get('ext_pan_id')}{src}")  # fmt: skip
+        r = t.get("role")
+        if isinstance(r, dict):
+            full = st("  child table full", output.RED) if r.get("table_full") else ""
+            print(f"{'':8} role {r.get('role')} ({r.get('rloc16')}), partition "
+                  f"{r.get('partition_id')}, key sequence {r.get('key_sequence')}, "
+                  f"{r.get('children')}/{r.get('max_children')} children{full}")  # fmt: skip
     n = doc["network"]
     if n is None:
         print(f"{st('uplink', output.BOLD):8} not reported")

@@ -9,6 +9,8 @@
     gwctl dataset show [--hex] [--secrets]
     gwctl dataset set --file FILE|- [--yes]
     gwctl dataset passphrase [--file FILE|-]
+    gwctl thread status|children|neighbors|netdata
+    gwctl thread ping ADDR [--size N] [--count N] [--interval S] [--timeout S]
 
 The commissioner commands talk to the border router's control socket (the native commissioner
 runs inside the border router service); the dataset commands read and write the shared Thread
@@ -30,13 +32,14 @@ from gateway.cli.common import fail, guard, json_option, run
 from gateway.errors import ParseError
 from gateway.runtime.paths import Paths
 
-__all__ = ["commissioner", "dataset"]
+__all__ = ["commissioner", "dataset", "thread"]
 
 SERVICE = "border-router"
 
 
 async def _call(method: str, timeout: float = 10.0, **params: Any) -> Any:
     import gateway.thread.errors  # noqa: F401  (registers the THR codes for error_class)
+    import gateway.thread.network.errors  # noqa: F401  (and the THR1xx codes)
     from gateway.cli.control import call
 
     paths = Paths.from_env()
@@ -374,3 +377,129 @@ def dataset_passphrase(passphrase: str | None, source: str | None, as_json: bool
     click.echo(
         f"PSKc set from the passphrase for network '{ds.network_name}' (border router: {state})"
     )
+
+
+# ------------------------------------------------------------------------------ thread
+
+
+@click.group()
+def thread() -> None:
+    """The gateway's Thread network: role, children, neighbours, Network Data, ping."""
+
+
+@thread.command("status")
+@json_option
+def thread_status(as_json: bool) -> None:
+    """Role, partition, key sequence, addresses and the child table's fill."""
+    res = run(as_json, lambda: _call("thread_status"))
+    if as_json:
+        output.emit_json({"ok": True, **res})
+        return
+    kids = res["children"]
+    full = " (FULL: Parent Requests are not answered)" if kids["table_full"] else ""
+    click.echo(f"role: {res['role']}, rloc16 {res['rloc16']}, router ID {res['router_id']}")
+    click.echo(f"partition: {res['partition_id']}, weighting {res['weighting']}, "
+               f"leader router ID {res['leader_router_id']}")  # fmt: skip
+    click.echo(f"key sequence: {res['key_sequence']}"
+               + (" (key switch guard active)" if res["key_switch_guard_active"] else ""))  # fmt: skip
+    click.echo(f"network data: version {res['data_version']}, "
+               f"stable {res['stable_data_version']}")  # fmt: skip
+    click.echo(f"children: {kids['attached']} attached ({kids['sleepy']} sleepy), "
+               f"{kids['restoring']} restoring, at most {kids['max']}{full}")  # fmt: skip
+    for name, addr in res["addresses"].items():
+        if addr:
+            click.echo(f"  {name}: {addr}")
+
+
+def _child_lines(children: list[dict[str, Any]]) -> None:
+    if not children:
+        click.echo("no children")
+        return
+    click.echo(f"{'rloc16':8} {'ext addr':17} {'state':10} {'mode':5} {'timeout':>7} "
+               f"{'age':>6} {'lq':>2}  addresses")  # fmt: skip
+    for c in children:
+        click.echo(f"{c['rloc16'] or '-':8} {c['ext_addr']:17} {c['state']:10} {c['mode']:5} "
+                   f"{c['timeout_s']:>6}s {c['age_s']:>5}s {c['lq_in']:>2}  "
+                   f"{', '.join(c['addresses']) or '-'}")  # fmt: skip
+
+
+@thread.command("children")
+@json_option
+def thread_children(as_json: bool) -> None:
+    """The child table: mode, timeout, age, link quality and addresses of each child."""
+    res = run(as_json, lambda: _call("thread_children"))
+    if as_json:
+        output.emit_json({"ok": True, **res})
+        return
+    _child_lines(res["children"])
+
+
+@thread.command("neighbors")
+@json_option
+def thread_neighbors(as_json: bool) -> None:
+    """Every neighbour (children and routers)."""
+    res = run(as_json, lambda: _call("thread_neighbors"))
+    if as_json:
+        output.emit_json({"ok": True, **res})
+        return
+    if not res["neighbors"]:
+        click.echo("no neighbours")
+    for n in res["neighbors"]:
+        click.echo(f"{n['role']:6} {n['rloc16'] or '-':8} {n['ext_addr']} {n['state']:10} "
+                   f"mode {n['mode']:4} age {n['age_s']}s lq {n['lq_in']} "
+                   f"margin {n['link_margin_db']} dB")  # fmt: skip
+
+
+@thread.command("netdata")
+@json_option
+def thread_netdata(as_json: bool) -> None:
+    """The leader's Network Data (full set), with its versions."""
+    res = run(as_json, lambda: _call("thread_netdata"))
+    if as_json:
+        output.emit_json({"ok": True, **res})
+        return
+    import json as _json
+
+    click.echo(_json.dumps(res, indent=2, sort_keys=True))
+
+
+@thread.command("ping")
+@click.argument("address")
+@click.option("--size", type=click.IntRange(0, 1232), default=8, show_default=True,
+              help="ICMPv6 echo payload bytes (above 80 the datagram is fragmented).")  # fmt: skip
+@click.option("--count", type=click.IntRange(1, 100), default=1, show_default=True)
+@click.option("--interval", type=click.FloatRange(0, 10), default=0.2, show_default=True,
+              help="Seconds between echoes.")  # fmt: skip
+@click.option("--timeout", "wait", type=click.FloatRange(0.1, 60), default=3.0,
+              show_default=True, help="Seconds to wait for each reply.")  # fmt: skip
+@json_option
+def thread_ping(
+    address: str, size: int, count: int, interval: float, wait: float, as_json: bool
+) -> None:
+    """Ping ADDRESS from the gateway's mesh addresses. Exits 0 when every echo came back,
+    7 otherwise."""
+    import ipaddress
+    import sys
+
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        raise click.BadParameter(f"{address!r} is not an IPv6 address") from None
+    res = run(as_json, lambda: _call("thread_ping", timeout=count * (wait + interval) + 10,
+                                     address=address, size=size, count=count,
+                                     interval_s=interval, timeout_s=wait))  # fmt: skip
+    ok = res["received"] == res["transmitted"]
+    if as_json:
+        output.emit_json({"ok": ok, **res})
+    else:
+        for r in res["replies"]:
+            if r["ok"]:
+                click.echo(f"{r['size']} bytes from {r['from']}: icmp_seq={r['sequence']} "
+                           f"hlim={r['hop_limit']} time={r['rtt_ms']}ms")  # fmt: skip
+            else:
+                click.echo(f"no reply to icmp_seq={r['sequence']}")
+        lost = 100 * (res["transmitted"] - res["received"]) // res["transmitted"]
+        click.echo(f"{res['transmitted']} packets transmitted, {res['received']} received, "
+                   f"{lost}% packet loss")  # fmt: skip
+    if not ok:
+        sys.exit(7)

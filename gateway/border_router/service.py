@@ -32,6 +32,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from gateway.border_router.netstate import NetworkStateStore
 from gateway.crypto.thread_keys import mac_key_index, network_key_derivation
 from gateway.errors import GatewayError, InvalidArgument, ParseError, StateError
 from gateway.radio.client import RadioClient, RxEvent
@@ -47,15 +48,30 @@ from gateway.thread.commissioning.commissioner import (
     StateChanged,
 )
 from gateway.thread.commissioning.core import BorderRouterCore, OutFrame
-from gateway.thread.commissioning.dnssd import instance_name, meshcop_txt, state_bitmap
+from gateway.thread.commissioning.dnssd import (
+    InterfaceStatus,
+    ThreadRole,
+    instance_name,
+    meshcop_txt,
+    state_bitmap,
+)
 from gateway.thread.commissioning.leader import KEEP_ALIVE_TIMEOUT
 from gateway.thread.errors import CommissionerNotActive, CommissioningError
 from gateway.thread.link import SECURITY_LEVEL, LinkSecurity
+from gateway.thread.network.errors import AddressUnresolved, NotAttached
+from gateway.thread.network.events import (
+    KeySequenceChanged,
+    NetFrame,
+    PingReply,
+    SnapshotChanged,
+)
+from gateway.thread.network.router import RouterConfig, RouterCore
 from gateway.wire.dataset import ActiveDataset
 from gateway.wire.mac802154 import ExtAddress, MacFrame
 
 LOG = logging.getLogger(__name__)
-KEY_SEQUENCE = 0
+MAC_KEY = "thread-mac"  # the MAC key of the current key sequence, on the radio socket
+MAC_KEY_PREV = "thread-mac-prev"  # the previous one, still accepted after a key switch
 VENDOR = "Gateway"
 PRODUCT = "BorderRouter"
 ENV_KEEPALIVE = "GATEWAY_THREAD_KEEPALIVE_TIMEOUT"
@@ -109,14 +125,22 @@ class BorderRouterService(Service):
         self._ba_transport: asyncio.DatagramTransport | None = None
         self.uplink: Uplink | None = None
         self.ba_port: int | None = None
-        self._txq: asyncio.Queue[OutFrame] = asyncio.Queue(maxsize=4096)
+        self.net: RouterCore | None = None
+        self.netstore: NetworkStateStore | None = None
+        self._net_dirty = asyncio.Event()
+        self._mac_keys: dict[int, str] = {}  # key sequence -> radio-socket key id
+        self._commissioning_data: bytes | None = None
+        self._ping_waiters: dict[tuple[int, int], asyncio.Future[PingReply]] = {}
+        self._ping_ident = int.from_bytes(os.urandom(2), "big")
+        self._txq: asyncio.Queue[OutFrame | NetFrame] = asyncio.Queue(maxsize=4096)
         self._wake = asyncio.Event()
         self._kek: bytes | None = None
         self._publisher: Any = None
         self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
         self._waiters: list[tuple[str, asyncio.Future[dict[str, Any]]]] = []
         self._native_error: CommissioningError | None = None
-        self.tx_stats = {"frames": 0, "failed": 0, "kek_frames": 0}
+        self.tx_stats = {"frames": 0, "failed": 0, "kek_frames": 0, "network_frames": 0,
+                         "network_failed": 0, "to_host_dropped": 0}  # fmt: skip
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -141,32 +165,32 @@ class BorderRouterService(Service):
         ds = self.dataset
         assert ds.channel is not None and ds.pan_id is not None and ds.network_key is not None
         await self.radio.set_channel(ds.channel)
-        await self.radio.set_addresses(pan_id=ds.pan_id, short_addr=0x0000)
-        _mle_key, mac_key = network_key_derivation(ds.network_key, KEY_SEQUENCE)
-        await self.radio.register_key(
-            "thread-mac", mac_key, key_id_mode=1, key_index=mac_key_index(KEY_SEQUENCE)
-        )
         ext = self.radio.info.get("ext_addr")
         if not isinstance(ext, str):
             raise StateError("the radio service did not report its extended address")
         self.ext_addr = ExtAddress.from_hex(ext)
         loop = asyncio.get_running_loop()
+        self.set_phase("forming or restoring the Thread partition")
+        net = await self._start_network(ds, self.ext_addr)
+        await self.radio.set_addresses(pan_id=ds.pan_id, short_addr=net.rloc16)
         self.core = BorderRouterCore(
             ds,
             self.ext_addr,
-            rloc16=0x0000,
-            key_sequence=KEY_SEQUENCE,
+            rloc16=net.rloc16,
+            key_sequence=net.keys.key_sequence,
             keep_alive_timeout=self._keep_alive_timeout(),
         )
         self.core.on_native_event = self._native_event
         unsecured = await self.radio.subscribe(
             maxsize=1024, frame_types=[1], secured=False, dispatch=[0x40, 0xFF]
         )
-        secured = await self.radio.subscribe(maxsize=256, frame_types=[1], secured=True)
+        # secured data frames and MAC commands (the Data Request polls of sleepy children)
+        secured = await self.radio.subscribe(maxsize=512, frame_types=[1, 3], secured=True)
         self.spawn(self._rx_loop(unsecured), "rx-unsecured")
         self.spawn(self._rx_loop(secured), "rx-secured")
         self.spawn(self._tx_loop(), "tx")
         self.spawn(self._timer_loop(), "timers")
+        self.spawn(self._state_writer(), "thread-state")
         self.set_phase("opening the border agent")
         await self._open_border_agent(loop)
         await self._start_uplink()
@@ -176,6 +200,84 @@ class BorderRouterService(Service):
             f"serving Thread network '{ds.network_name}' on channel {ds.channel}; "
             f"border agent on UDP {self.ba_port}"
         )
+
+    async def _start_network(self, ds: ActiveDataset, ext: ExtAddress) -> RouterCore:
+        """The Thread network core, restored from ``thread-router.json`` when it exists (the
+        MLE frame counter resumes at the reserved bound), else a new partition; the state with
+        a new bound is on disk before any frame leaves."""
+        store = NetworkStateStore(self.state_dir / "thread-router.json")
+        saved = await asyncio.to_thread(store.load)
+        net = RouterCore(
+            ds,
+            ext,
+            config=RouterConfig(max_children=self.settings.border_router.max_children),
+            saved=saved.snapshot if saved is not None else None,
+            mle_frame_counter=saved.start_counter() if saved is not None else None,
+        )
+        net.start(asyncio.get_running_loop().time())
+        await store.save(net.snapshot(), net.keys.mle_frame_counter)
+        self.netstore = store
+        self.net = net
+        await self._register_mac_key(net.keys.key_sequence)
+        # The AT86RF233 has no source-match table: ACKs to every Data Request say frame
+        # pending, and the core answers a poll with nothing queued with an empty frame.
+        await self.radio.set_frame_pending(True)
+        LOG.info("thread: %s partition %d as %s (rloc16 0x%04x, key sequence %d, %d saved "
+                 "children)", "restored" if saved is not None else "formed", net.partition_id,
+                 net.role, net.rloc16, net.keys.key_sequence,
+                 len(saved.snapshot.children) if saved is not None else 0)  # fmt: skip
+        return net
+
+    async def _register_mac_key(self, seq: int) -> None:
+        """Register the MAC key of ``seq`` as the current one (key id mode 1, its key index);
+        the one it replaces stays registered as the previous key so that the radio service
+        still opens (and can secure) frames of the old sequence. The radio service keeps the
+        outgoing frame counter per key material."""
+        ds = self.dataset
+        assert ds is not None and ds.network_key is not None and self.net is not None
+        if self._mac_keys.get(seq) == MAC_KEY:
+            return
+        old = [s for s, k in self._mac_keys.items() if k == MAC_KEY]
+        for s in old:
+            _mle, prev_key = network_key_derivation(ds.network_key, s)
+            await self.radio.register_key(
+                MAC_KEY_PREV, prev_key, key_id_mode=1, key_index=mac_key_index(s)
+            )
+        self._mac_keys = {s: MAC_KEY_PREV for s in old}
+        _mle_key, mac_key = network_key_derivation(ds.network_key, seq)
+        await self.radio.register_key(MAC_KEY, mac_key, key_id_mode=1, key_index=mac_key_index(seq))
+        self._mac_keys[seq] = MAC_KEY
+        await self._sync_mac_counter()
+
+    async def _sync_mac_counter(self) -> None:
+        """The radio service's next MAC frame counter of the current key, for the Link Frame
+        Counter TLVs the core sends (after every secured transmission the result says it)."""
+        try:
+            status = await self.radio.call("status")
+        except GatewayError as exc:
+            LOG.debug("radio status unavailable: %s", exc.message)
+            return
+        counters = status.get("frame_counters") if isinstance(status, dict) else None
+        fc = counters.get(MAC_KEY) if isinstance(counters, dict) else None
+        if self.net is not None and isinstance(fc, int) and not isinstance(fc, bool):
+            self.net.set_mac_frame_counter(fc)
+
+    async def _state_writer(self) -> None:
+        """Write the network state whenever the core says it changed (off the event loop)."""
+        while True:
+            await self._net_dirty.wait()
+            self._net_dirty.clear()
+            await self._save_network()
+
+    async def _save_network(self) -> None:
+        net, store = self.net, self.netstore
+        if net is None or store is None:
+            return
+        try:
+            await store.save(net.snapshot(), net.keys.mle_frame_counter)
+        except OSError as exc:
+            LOG.error("cannot save the Thread network state to %s: %s", store.path, exc)
+            raise
 
     async def _open_border_agent(self, loop: asyncio.AbstractEventLoop) -> None:
         port = self.settings.border_router.border_agent_port
@@ -250,13 +352,24 @@ class BorderRouterService(Service):
     def _txt(self) -> dict[bytes, bytes]:
         ds = self.dataset
         assert ds is not None and self.ext_addr is not None
+        net = self.net
+        role = {"leader": ThreadRole.LEADER, "router": ThreadRole.ROUTER}.get(
+            net.role if net is not None else "", ThreadRole.DISABLED_OR_DETACHED
+        )
+        up = (
+            InterfaceStatus.ACTIVE
+            if net is not None and net.attached
+            else InterfaceStatus.INITIALIZED
+        )
         return meshcop_txt(
             ext_addr=self.ext_addr,
             network_name=ds.network_name or "",
             ext_pan_id=ds.ext_pan_id or bytes(8),
-            state=state_bitmap(),
+            state=state_bitmap(interface_status=up, role=role),
             active_timestamp=ds.active_timestamp,
-            partition_id=int.from_bytes(self.ext_addr.octets[4:], "big"),
+            partition_id=net.partition_id
+            if net is not None
+            else int.from_bytes(self.ext_addr.octets[4:], "big"),
             border_agent_id=self._ba_id(),
             vendor_name=VENDOR,
             model_name=PRODUCT,
@@ -280,6 +393,8 @@ class BorderRouterService(Service):
             LOG.warning("cannot publish the border agent by DNS-SD: %s", exc)
 
     async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._save_network()  # the child table as it is now
         if self.uplink is not None:
             await self.uplink.close()
         if self.core is not None:
@@ -300,6 +415,8 @@ class BorderRouterService(Service):
 
     def _radio_back(self) -> None:
         self._kek = None  # the radio service restored the key; re-register before the next use
+        if self.net is not None:
+            self.spawn(self._sync_mac_counter(), "mac-counter")
         LOG.info("radio service back; configuration restored")
 
     # ------------------------------------------------------------------ data paths
@@ -323,7 +440,45 @@ class BorderRouterService(Service):
             LOG.log(logging.WARNING if line.level == "warning" else logging.INFO, "%s", line.text)
             self._history.append({"t": round(time.time(), 3), "level": line.level,
                                   "text": line.text})  # fmt: skip
+        self._flush_network()
         self._wake.set()
+
+    def _flush_network(self) -> None:
+        """Move what the network core produced: frames to the radio, events to the journal,
+        state changes to the state writer; the commissioning leader's data into Network Data."""
+        net, core = self.net, self.core
+        if net is None or core is None:
+            return
+        data = core.leader.dataset.to_bytes()
+        if data != self._commissioning_data:
+            self._commissioning_data = data
+            net.set_commissioning_data(data, self._now())
+        for nf in net.frames_to_send():
+            try:
+                self._txq.put_nowait(nf)
+            except asyncio.QueueFull:
+                self.tx_stats["network_failed"] += 1
+                if nf.handle is not None:
+                    net.tx_done(nf.handle, False, self._now())
+        net.radio_actions()  # frame pending is chip-wide (set at start): nothing per address
+        dropped = len(net.ip6_to_host())  # no host interface (wpan0) yet
+        self.tx_stats["to_host_dropped"] += dropped
+        for ev in net.events():
+            if isinstance(ev, SnapshotChanged):
+                self._net_dirty.set()
+            elif isinstance(ev, KeySequenceChanged):
+                self._net_dirty.set()
+                core.joiner_router.key_sequence = ev.key_sequence  # JOIN_ENT tells joiners
+                self.spawn(self._register_mac_key(ev.key_sequence), "mac-key")
+            elif isinstance(ev, PingReply):
+                fut = self._ping_waiters.get((ev.identifier, ev.sequence))
+                if fut is not None and not fut.done():
+                    fut.set_result(ev)
+            level = {"debug": logging.DEBUG, "warning": logging.WARNING}.get(ev.level, logging.INFO)
+            LOG.log(level, "%s", ev.text)
+            if level >= logging.INFO:
+                self._history.append({"t": round(time.time(), 3), "level": ev.level,
+                                      "text": ev.text})  # fmt: skip
 
     async def _rx_loop(self, queue: asyncio.Queue[RxEvent]) -> None:
         while True:
@@ -338,14 +493,22 @@ class BorderRouterService(Service):
                     plain = replace(frame, payload=ev.plain[head:], mic=b"", protected=False)
             except (ParseError, InvalidArgument):
                 continue
-            self.core.frame_received(
-                frame, self._now(), plain=plain, rssi=ev.rssi, lqi=ev.lqi, channel=ev.channel
+            now = self._now()
+            mine = self.net is not None and self.net.frame_received(
+                frame, now, plain=plain, rssi=ev.rssi, lqi=ev.lqi, ack_frame_pending=True
             )
+            if not mine:
+                self.core.frame_received(
+                    frame, now, plain=plain, rssi=ev.rssi, lqi=ev.lqi, channel=ev.channel
+                )
             self._flush()
 
     async def _tx_loop(self) -> None:
         while True:
             of = await self._txq.get()
+            if isinstance(of, NetFrame):
+                await self._transmit_network(of)
+                continue
             kw: dict[str, Any] = {}
             try:
                 if of.tx.security is LinkSecurity.KEK:
@@ -366,12 +529,48 @@ class BorderRouterService(Service):
                 self.tx_stats["failed"] += 1
                 LOG.warning("cannot transmit %s: %s", of.what or "a frame", exc.message)
 
+    async def _transmit_network(self, nf: NetFrame) -> None:
+        """One frame of the network core: the MLE frame counter reserve on disk first, then
+        the radio service secures it with the MAC key of its key sequence (level 5, key id
+        mode 1) and keeps the MAC frame counter."""
+        net, store = self.net, self.netstore
+        assert net is not None and store is not None
+        if not store.covers(net.keys.key_sequence, net.keys.mle_frame_counter):
+            await self._save_network()
+        kw: dict[str, Any] = {}
+        if nf.tx.security is LinkSecurity.MAC:
+            key_id = self._mac_keys.get(nf.key_sequence)
+            if key_id is None:  # a frame of a key sequence no longer registered
+                self.tx_stats["network_failed"] += 1
+                if nf.handle is not None:
+                    net.tx_done(nf.handle, False, self._now())
+                return
+            kw["security"] = {"key_id": key_id, "level": SECURITY_LEVEL}
+        ok = False
+        try:
+            res = await self.radio.transmit(nf.tx.frame.to_bytes(), **kw)
+            ok = bool(res.get("ok"))
+            self.tx_stats["network_frames"] += 1
+            fc = res.get("frame_counter")
+            if kw and isinstance(fc, int) and nf.key_sequence == net.keys.key_sequence:
+                net.set_mac_frame_counter(fc + 1)
+            if not ok:
+                self.tx_stats["network_failed"] += 1
+                LOG.debug("%s not acknowledged (%s)", nf.what or "frame", res.get("status"))
+        except GatewayError as exc:
+            self.tx_stats["network_failed"] += 1
+            LOG.warning("cannot transmit %s: %s", nf.what or "a frame", exc.message)
+        if nf.handle is not None:
+            net.tx_done(nf.handle, ok, self._now())
+            self._flush()
+
     async def _timer_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             core = self.core
             assert core is not None
-            t = core.next_timeout()
+            times = [t for t in (core.next_timeout(), self._net_timeout()) if t is not None]
+            t = min(times, default=None)
             delay = None if t is None else max(0.0, t - loop.time())
             self._wake.clear()
             if delay is None or delay > 0:
@@ -379,8 +578,13 @@ class BorderRouterService(Service):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
             core.poll(loop.time())
+            if self.net is not None:
+                self.net.poll(loop.time())
             self._flush()
             self._wake.clear()
+
+    def _net_timeout(self) -> float | None:
+        return self.net.next_timeout() if self.net is not None else None
 
     def _ba_received(self, data: bytes, addr: Any) -> None:
         if self.core is None:
@@ -423,7 +627,110 @@ class BorderRouterService(Service):
             "joiner_wait": self._m_joiner_wait,
             "sessions": self._m_sessions,
             "reload_dataset": self._m_reload_dataset,
+            "thread_status": self._m_thread_status,
+            "thread_children": self._m_thread_children,
+            "thread_neighbors": self._m_thread_neighbors,
+            "thread_netdata": self._m_thread_netdata,
+            "thread_ping": self._m_thread_ping,
         }
+
+    # ------------------------------------------------------------------ the Thread network
+
+    def _network(self) -> RouterCore:
+        if self.net is None:
+            raise NotAttached(
+                "the Thread network is not up yet", hint="The border router is still starting."
+            )
+        return self.net
+
+    async def _m_thread_status(self, _c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
+        net = self._network()
+        st = net.status(self._now())
+        st["tx"] = dict(self.tx_stats)
+        st["state_writes"] = self.netstore.writes if self.netstore is not None else 0
+        return st
+
+    async def _m_thread_children(self, _c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
+        net = self._network()
+        return {"children": net.children(self._now()), "max": net.config.max_children}
+
+    async def _m_thread_neighbors(self, _c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
+        """Every neighbour: the children (the gateway is the partition's only router, so
+        there are no router neighbours yet)."""
+        net = self._network()
+        now = self._now()
+        kids = [
+            {
+                "role": "child",
+                **{
+                    k: c[k]
+                    for k in (
+                        "rloc16",
+                        "ext_addr",
+                        "state",
+                        "mode",
+                        "age_s",
+                        "link_margin_db",
+                        "lq_in",
+                        "version",
+                    )
+                },
+            }  # fmt: skip
+            for c in net.children(now)
+        ]
+        return {"neighbors": kids, "routers": []}
+
+    async def _m_thread_netdata(self, _c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
+        return self._network().netdata_view()
+
+    async def _m_thread_ping(self, _c: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        """ICMPv6 echoes from the gateway's mesh addresses; one reply per echo sent."""
+        net = self._network()
+        dst = p.get("address")
+        try:
+            addr = ipaddress.IPv6Address(dst) if isinstance(dst, str) else None
+        except ValueError:
+            addr = None
+        if addr is None:
+            raise InvalidArgument("'address' must be an IPv6 address")
+        size = p.get("size", 8)
+        count = p.get("count", 1)
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= 1232:
+            raise InvalidArgument("'size' must be 0..1232 bytes")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
+            raise InvalidArgument("'count' must be 1..100")
+        interval = _float_param(p, "interval_s", 0.0, 10.0)
+        wait = _float_param(p, "timeout_s", 0.1, 60.0) or 3.0
+        self._ping_ident = (self._ping_ident + 1) & 0xFFFF
+        ident = self._ping_ident
+        replies: list[dict[str, Any]] = []
+        for seq in range(1, count + 1):
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[PingReply] = loop.create_future()
+            self._ping_waiters[(ident, seq)] = fut
+            sent = loop.time()
+            try:
+                try:
+                    verdict = net.ping(addr, sent, size=size, identifier=ident, sequence=seq)
+                except AddressUnresolved:
+                    verdict = "no_route"  # an echo that cannot leave is lost, not an error
+                self._flush()
+                if verdict == "no_route":
+                    raise TimeoutError
+                async with asyncio.timeout(wait):
+                    rep = await fut
+                replies.append({"sequence": seq, "ok": True, "from": str(rep.src),
+                                "size": rep.size, "hop_limit": rep.hop_limit,
+                                "rtt_ms": round((loop.time() - sent) * 1000, 1)})  # fmt: skip
+            except TimeoutError:
+                replies.append({"sequence": seq, "ok": False, "sent": verdict})
+            finally:
+                self._ping_waiters.pop((ident, seq), None)
+            if interval and seq < count:
+                await asyncio.sleep(interval)
+        received = sum(1 for r in replies if r["ok"])
+        return {"address": str(addr), "size": size, "transmitted": count,
+                "received": received, "replies": replies}  # fmt: skip
 
     def _core(self) -> BorderRouterCore:
         if self.core is None:
@@ -572,6 +879,18 @@ class BorderRouterService(Service):
                 out["ext_addr"] = self.ext_addr.hex() if self.ext_addr else None
                 out["commissioning"] = self.core.status(self._now())
                 out["commissioning"]["tx"] = dict(self.tx_stats)
+        if self.net is not None:
+            with contextlib.suppress(RuntimeError):
+                st = self.net.status(self._now())
+                out["network"] = {
+                    "role": st["role"],
+                    "rloc16": st["rloc16"],
+                    "partition_id": st["partition_id"],
+                    "key_sequence": st["key_sequence"],
+                    "children": st["children"]["attached"],
+                    "max_children": st["children"]["max"],
+                    "table_full": st["children"]["table_full"],
+                }
         return out
 
 

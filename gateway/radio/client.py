@@ -69,6 +69,7 @@ class _Restore:
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     addresses: dict[str, Any] = field(default_factory=dict)
     channel: int | None = None
+    frame_pending: bool | None = None
 
 
 class RadioClient:
@@ -139,6 +140,8 @@ class RadioClient:
             await c.call("set_channel", channel=r.channel)
         if r.addresses:
             await c.call("set_addresses", **r.addresses)
+        if r.frame_pending is not None:
+            await c.call("set_frame_pending", on=r.frame_pending)
         for params in r.keys.values():
             await c.call("register_key", **params)
         for sub in self._subs:
@@ -240,6 +243,11 @@ class RadioClient:
     async def set_channel(self, channel: int) -> None:
         self._restore.channel = channel
         await self.call("set_channel", channel=channel)
+
+    async def set_frame_pending(self, on: bool) -> None:
+        """The Frame Pending bit in ACKs of Data Requests (chip-wide; restored on reconnect)."""
+        self._restore.frame_pending = on
+        await self.call("set_frame_pending", on=on)
 
     async def subscribe(self, maxsize: int = 512, **flt: Any) -> asyncio.Queue[RxEvent]:
         sub = _Sub(flt, asyncio.Queue(maxsize))

@@ -287,6 +287,7 @@ class RadioService(Service):
             "set_channel": self._set_channel,
             "set_addresses": self._set_addresses,
             "set_tx_power": self._set_tx_power,
+            "set_frame_pending": self._set_frame_pending,
             "energy_scan": self._energy_scan,
             "register_key": self._register_key,
             "remove_key": self._remove_key,
@@ -354,6 +355,17 @@ class RadioService(Service):
         if isinstance(dbm, bool) or not isinstance(dbm, int | float) or not math.isfinite(dbm):
             raise InvalidArgument("'dbm' must be a number")
         return {"dbm": await self._radio().set_tx_power(float(dbm))}
+
+    async def _set_frame_pending(self, _c: Connection, p: dict[str, Any]) -> dict[str, Any]:
+        """The Frame Pending bit in the auto-ACKs of MAC Data Requests (chip-wide: the
+        AT86RF233's AACK_SET_PD). A parent of sleepy children keeps it on and answers a poll
+        with nothing queued with an empty frame, as OpenThread does on radios without a
+        source-match table."""
+        on = p.get("on")
+        if not isinstance(on, bool):
+            raise InvalidArgument("'on' must be true or false")
+        await self._radio().set_frame_pending(on)
+        return {"on": on}
 
     async def _energy_scan(self, _c: Connection, p: dict[str, Any]) -> dict[str, Any]:
         chans = p.get("channels", list(CHANNELS))

@@ -67,8 +67,11 @@ class BorderRouterSettings:
     # Commissioners find the port through the _meshcop._udp DNS-SD advertisement either way.
     border_agent_port: int = 49191
     advertise_mdns: bool = True
+    max_children: int = 32  # the child table's bound (RouterConfig; at most 511)
 
     def validate(self) -> None:
+        if not 1 <= self.max_children <= 511:
+            raise ConfigError("[border_router] max_children must be within 1..511")
         if self.border_agent_port != 0 and not 1024 <= self.border_agent_port <= 65535:
             raise ConfigError(
                 "[border_router] border_agent_port must be 0 (any free port) or within 1024..65535"

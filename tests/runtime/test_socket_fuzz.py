@@ -32,6 +32,7 @@ RADIO_METHODS: dict[str, list[str]] = {
     "set_channel": ["channel"],
     "set_addresses": ["pan_id", "short_addr", "ext_addr", "coordinator"],
     "set_tx_power": ["dbm"],
+    "set_frame_pending": ["on"],
     "energy_scan": ["channels", "duration"],
     "register_key": ["key_id", "key", "key_id_mode", "key_index", "key_source"],
     "remove_key": ["key_id"],
@@ -48,6 +49,12 @@ CONTROL_METHODS: dict[str, dict[str, list[str]]] = {
         "joiner_remove": ["eui64"],
         "sessions": [],
         "reload_dataset": [],
+        "thread_status": [],
+        "thread_children": [],
+        "thread_neighbors": [],
+        "thread_netdata": [],
+        # without an address: a valid one would make a ping wait for its replies
+        "thread_ping": ["size", "count", "interval_s", "timeout_s"],
         # joiner_wait is a long poll (it may rightly wait an hour for a joiner): left out
     },
     "group-owner": {

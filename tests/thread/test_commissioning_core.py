@@ -393,3 +393,21 @@ def test_no_deadline_stays_in_the_past() -> None:
         for t in (w.core.next_timeout(), ext.next_timeout(), jn.joiner.next_timeout(),
                   failed.joiner.next_timeout()):  # fmt: skip
             assert t is None or t > w.now
+
+
+def test_joiner_scans_again_when_nobody_answered() -> None:
+    """``scan_passes``: a lost Discovery Request (a busy air) costs one pass, not the join."""
+    from gateway.thread.commissioning.joiner import JoinerState, Transmit
+
+    for passes, requests in ((1, 1), (3, 3)):
+        j = Joiner(PSKD, EUI, rng=random.Random(0), channels=(15,), scan_passes=passes)
+        j.start(0.0)
+        sent = 0
+        now = 0.0
+        while j.state is JoinerState.DISCOVER and now < 10:
+            sent += sum(1 for a in j.actions() if isinstance(a, Transmit))
+            now += 0.05
+            j.poll(now)
+        assert j.state is JoinerState.FAILED
+        assert sent == requests
+        assert now == pytest.approx(0.3 * passes, abs=0.06)

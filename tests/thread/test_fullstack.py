@@ -244,7 +244,7 @@ async def test_joiner_vanishing_mid_handshake_is_reported(stack: ThreadStack):
     try:
         await peer.add_joiner(PSKD, eui64=eui(7), timeout=60)
         loop = asyncio.get_running_loop()
-        j = Joiner(PSKD, eui(7), channels=(stack.channel,))
+        j = Joiner(PSKD, eui(7), channels=(stack.channel,), scan_passes=3)  # a busy air
         heard = 0
         deadline = loop.time() + 15
         with radio.subscribe() as sub:

@@ -27,7 +27,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -57,6 +57,7 @@ class ThingResult:
     channel: int | None = None
     counters: dict[str, int] | None = None
     trigger_t: float | None = None  # wall-clock time of the trigger
+    committed: Committed | None = field(default=None, repr=False)  # holds the network key
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "status": self.status, "elapsed_s": round(self.elapsed_s, 4),
@@ -155,7 +156,8 @@ async def run_thing(
                     if out is not None:
                         write_credentials(out, o, channel)
                     result = ThingResult(True, Status.OK.name, elapsed, o.gw_id.hex(), channel,
-                                         dict(thing.counters + shell), trigger_t)  # fmt: skip
+                                         dict(thing.counters + shell), trigger_t,
+                                         committed=o)  # fmt: skip
                 elif isinstance(o, ThingFailed):
                     result = ThingResult(False, o.status.name, loop.time() - t0, None, channel,
                                          dict(thing.counters + shell), trigger_t)  # fmt: skip
@@ -206,8 +208,48 @@ async def run_thing(
 @click.option("--wait-trigger", is_flag=True,
               help="wait for SIGUSR1 (the pairing button) before bootstrapping")  # fmt: skip
 @click.option("--json", "json_", is_flag=True, help="print progress and the result as JSON lines")
+@click.option("--attach", is_flag=True,
+              help="after bootstrapping, attach to the Thread network as a child and stay")  # fmt: skip
+@click.option("--sleepy", is_flag=True, help="attach as a sleepy child (rx-off, polling)")
+@click.option("--child-timeout", type=click.IntRange(6, 100000), default=240, show_default=True,
+              help="the child timeout asked of the parent (seconds)")  # fmt: skip
+@click.option("--poll-period", type=click.FloatRange(0.1, 100000),
+              help="sleepy: seconds between polls (default: timeout - 4 s)")  # fmt: skip
+@click.option("--state", type=click.Path(path_type=Path),
+              help="the thing's Thread state (mode 0600): when it holds a network, the thing "
+              "attaches without bootstrapping again")  # fmt: skip
+@click.option("--attach-for", type=click.FloatRange(0), default=0.0,
+              help="stay attached this many seconds (0: until SIGTERM/SIGINT)")  # fmt: skip
 def command(**opts: Any) -> int:
-    return _main(SimpleNamespace(json=opts.pop("json_"), **opts))
+    args = SimpleNamespace(json=opts.pop("json_"), quiet=False, **opts)
+    if args.state is not None and args.state.exists():
+        return _attach(args, None)  # reboot into the network: no bootstrapping
+    return _main(args)
+
+
+def _attach(args: SimpleNamespace, committed: Committed | None) -> int:
+    from gateway.peers.thing.attach import ChildState, ChildStateStore, attach_cli
+    from gateway.wire.dataset import ActiveDataset
+
+    store = ChildStateStore(args.state) if args.state is not None else None
+    try:
+        if committed is not None:
+            d = committed.delivery
+            if d.thread_dataset is None:
+                print("thing: the delivery carried no Thread dataset", file=sys.stderr)
+                return EXIT_FAILED
+            state = ChildState(ActiveDataset.from_hex(d.thread_dataset.hex()), d.key_sequence or 0)
+        else:
+            assert store is not None
+            loaded = store.load()
+            if loaded is None:
+                print(f"thing: {args.state} holds no Thread network", file=sys.stderr)
+                return EXIT_USAGE
+            state = loaded
+    except GatewayError as exc:
+        print(f"thing: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    return attach_cli(args, state, store)
 
 
 def _channels(text: str) -> tuple[int, ...]:
@@ -275,8 +317,14 @@ def _main(args: SimpleNamespace) -> int:
         else:
             print(f"thing {dev_id.hex()}: bootstrapping failed ({res.status}): "
                   f"{STATUS_HINTS.get(Status[res.status], '')}", flush=True)  # fmt: skip
+        if res.ok and (args.attach or args.state is not None):
+            committed[:] = [res.committed]
         return EXIT_OK if res.ok else EXIT_FAILED
 
+    committed: list[Committed | None] = []
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run())
+        rc = asyncio.run(run())
+        if rc == EXIT_OK and committed:
+            return _attach(args, committed[0])
+        return rc
     return EXIT_FAILED

@@ -87,6 +87,7 @@ async def join(
     say: Any = None,
     stop_at_first_candidate: bool = False,
     start_at: float | None = None,
+    scan_passes: int = 3,
 ) -> JoinResult:
     """Join on the radio at ``radio_url``; the :class:`JoinResult` holds the state machine
     (``joiner.state``, ``joiner.error``, ``joiner.credentials``) and the time it took."""
@@ -105,6 +106,7 @@ async def join(
             scan_dwell=scan_dwell,
             vendor=vendor or VendorInfo(),
             stop_at_first_candidate=stop_at_first_candidate,
+            scan_passes=scan_passes,
         )
         logged = 0
         t0 = loop.time()
@@ -189,8 +191,22 @@ def write_credentials(path: Path, creds: JoinerCredentials) -> None:
 @click.option("--provisioning-url")
 @click.option("--json", "json_", is_flag=True, help="print one JSON result on stdout")
 @click.option("--quiet", is_flag=True, help="no step-by-step account")
+@click.option("--attach", is_flag=True,
+              help="after joining, attach to the Thread network as a child and stay")  # fmt: skip
+@click.option("--sleepy", is_flag=True, help="attach as a sleepy child (rx-off, polling)")
+@click.option("--child-timeout", type=click.IntRange(6, 100000), default=240, show_default=True,
+              help="the child timeout asked of the parent (seconds)")  # fmt: skip
+@click.option("--poll-period", type=click.FloatRange(0.1, 100000),
+              help="sleepy: seconds between polls (default: timeout - 4 s)")  # fmt: skip
+@click.option("--state", type=click.Path(path_type=Path),
+              help="the thing's Thread state (credentials, attachment, frame counters; mode "
+              "0600): when it holds a network, the thing attaches without joining again")  # fmt: skip
+@click.option("--attach-for", type=click.FloatRange(0), default=0.0,
+              help="stay attached this many seconds (0: until SIGTERM/SIGINT)")  # fmt: skip
 def command(**opts: Any) -> int:
     args = SimpleNamespace(json=opts.pop("json_"), **opts)
+    if args.state is not None and args.state.exists():
+        return _attach_main(args, None)  # reboot into the network: no join, no PSKd
     if args.pskd is not None:
         raise click.UsageError(
             "--pskd is no longer taken on the command line (other users can read it there): "
@@ -267,6 +283,8 @@ def _main(args: SimpleNamespace) -> int:
                 print(f"    {k}: {v}", flush=True)
             if args.out is not None:
                 print(f"    written to {args.out} (mode 0600)", flush=True)
+        if args.attach or args.state is not None:
+            return _attach_main(args, creds)
         return 0
     err = j.error
     code = 1
@@ -284,3 +302,23 @@ def _main(args: SimpleNamespace) -> int:
     if err is not None and err.hint:
         print(f"hint: {err.hint}", file=sys.stderr)
     return code
+
+
+def _attach_main(args: SimpleNamespace, creds: JoinerCredentials | None) -> int:
+    """Attach as a Thread child (after a join, or from the saved state) and stay."""
+    from gateway.peers.thing.attach import ChildState, ChildStateStore, attach_cli
+
+    store = ChildStateStore(args.state) if args.state is not None else None
+    try:
+        if creds is not None:
+            state = ChildState(creds.dataset, creds.key_sequence)
+        else:
+            assert store is not None
+            loaded = store.load()
+            if loaded is None:
+                raise click.UsageError(f"{args.state} holds no Thread network")
+            state = loaded
+    except GatewayError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    return attach_cli(args, state, store)

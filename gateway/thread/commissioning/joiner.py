@@ -202,6 +202,10 @@ class Joiner:
     connect_timeout: float = CONNECT_TIMEOUT
     response_timeout: float = RESPONSE_TIMEOUT
     stop_at_first_candidate: bool = False
+    # Scans over all channels before giving up: a Discovery Request or its Response can be
+    # lost on a busy air (the leader's Network Data multicast after a commissioner's petition
+    # goes out just as a joiner starts), and one lost frame should not fail the join.
+    scan_passes: int = 1
     state: JoinerState = JoinerState.IDLE
     error: CommissioningError | None = None
     credentials: JoinerCredentials | None = None
@@ -210,6 +214,7 @@ class Joiner:
     log: list[tuple[float, str]] = field(default_factory=list)
     _actions: list[JoinerAction] = field(default_factory=list)
     _scan_index: int = 0
+    _passes_left: int = 1
     _deadline: float | None = None
     _ext: ExtAddress = field(init=False)
     _pan: int = 0
@@ -292,6 +297,7 @@ class Joiner:
         self._note(now, f"joiner ID {self.joiner_id.hex()}; scanning channels "
                         f"{self.channels[0]}-{self.channels[-1]}")  # fmt: skip
         self._scan_index = 0
+        self._passes_left = max(1, self.scan_passes)
         self._scan_channel(now)
 
     def _scan_channel(self, now: float) -> None:
@@ -314,6 +320,12 @@ class Joiner:
     def _scan_done(self, now: float) -> None:
         self.candidates.sort(key=lambda c: c.priority, reverse=True)
         del self.candidates[MAX_CANDIDATES:]
+        if not self.candidates and self._passes_left > 1:
+            self._passes_left -= 1
+            self._note(now, "no joiner router answered; scanning again")
+            self._scan_index = 0
+            self._scan_channel(now)
+            return
         if not self.candidates:
             self._fail(
                 now,
