@@ -52,6 +52,7 @@ def check_defaults(s: Settings) -> None:
     assert s.thread.channel == 0
     assert s.border_router.border_agent_port == 49191
     assert s.border_router.advertise_mdns is True
+    assert s.border_router.max_children == 32
     assert s.group_owner.window_s == 120
     assert s.logging.level == "info"
 
@@ -115,6 +116,7 @@ channel = 26
 [border_router]
 border_agent_port = 1024
 advertise_mdns = false
+max_children = 48
 [group_owner]
 cloud_url = "coaps://cloud.invalid:5684"
 window_s = 3600
@@ -127,7 +129,7 @@ level = "DEBUG"
         "radio": {"url": "emulated:?node=2", "tx_power_dbm": -17.0, "frame_counter_reserve": 16},
         "network": {"uplink": "wlan0"},
         "thread": {"network_name": "Home-1234567890a", "channel": 26},
-        "border_router": {"border_agent_port": 1024, "advertise_mdns": False},
+        "border_router": {"border_agent_port": 1024, "advertise_mdns": False, "max_children": 48},
         "group_owner": {"cloud_url": "coaps://cloud.invalid:5684", "window_s": 3600},
         "logging": {"level": "DEBUG"},
         "paths": {
