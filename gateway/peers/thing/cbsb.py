@@ -36,6 +36,7 @@ import click
 
 from gateway.cli.common import invoke
 from gateway.errors import GatewayError, ParseError
+from gateway.peers.thing.options import attach_options
 from gateway.wire.cbsb import STATUS_HINTS, Beacon, MsgType, Status, peek_type
 from gateway.wire.cbsb_mac import cbsb_mac_frame, parse_cbsb_mac
 from gateway.wire.cbsb_session import Committed, Output, Progress, Send, SetChannel, ThingFailed
@@ -208,18 +209,11 @@ async def run_thing(
 @click.option("--wait-trigger", is_flag=True,
               help="wait for SIGUSR1 (the pairing button) before bootstrapping")  # fmt: skip
 @click.option("--json", "json_", is_flag=True, help="print progress and the result as JSON lines")
-@click.option("--attach", is_flag=True,
-              help="after bootstrapping, attach to the Thread network as a child and stay")  # fmt: skip
-@click.option("--sleepy", is_flag=True, help="attach as a sleepy child (rx-off, polling)")
-@click.option("--child-timeout", type=click.IntRange(6, 100000), default=240, show_default=True,
-              help="the child timeout asked of the parent (seconds)")  # fmt: skip
-@click.option("--poll-period", type=click.FloatRange(0.1, 100000),
-              help="sleepy: seconds between polls (default: timeout - 4 s)")  # fmt: skip
-@click.option("--state", type=click.Path(path_type=Path),
-              help="the thing's Thread state (mode 0600): when it holds a network, the thing "
-              "attaches without bootstrapping again")  # fmt: skip
-@click.option("--attach-for", type=click.FloatRange(0), default=0.0,
-              help="stay attached this many seconds (0: until SIGTERM/SIGINT)")  # fmt: skip
+@attach_options(
+    "bootstrapping",
+    "the thing's Thread state (mode 0600): when it holds a network, the thing "
+    "attaches without bootstrapping again",
+)
 def command(**opts: Any) -> int:
     args = SimpleNamespace(json=opts.pop("json_"), quiet=False, **opts)
     if args.state is not None and args.state.exists():

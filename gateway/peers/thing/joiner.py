@@ -28,6 +28,7 @@ import click
 
 from drivers.errors import GatewayError
 from gateway.cli.common import invoke, option_value
+from gateway.peers.thing.options import attach_options
 from gateway.runtime.secret_input import read_secret
 from gateway.runtime.state import atomic_write
 from gateway.thread.commissioning.joiner import (
@@ -191,18 +192,11 @@ def write_credentials(path: Path, creds: JoinerCredentials) -> None:
 @click.option("--provisioning-url")
 @click.option("--json", "json_", is_flag=True, help="print one JSON result on stdout")
 @click.option("--quiet", is_flag=True, help="no step-by-step account")
-@click.option("--attach", is_flag=True,
-              help="after joining, attach to the Thread network as a child and stay")  # fmt: skip
-@click.option("--sleepy", is_flag=True, help="attach as a sleepy child (rx-off, polling)")
-@click.option("--child-timeout", type=click.IntRange(6, 100000), default=240, show_default=True,
-              help="the child timeout asked of the parent (seconds)")  # fmt: skip
-@click.option("--poll-period", type=click.FloatRange(0.1, 100000),
-              help="sleepy: seconds between polls (default: timeout - 4 s)")  # fmt: skip
-@click.option("--state", type=click.Path(path_type=Path),
-              help="the thing's Thread state (credentials, attachment, frame counters; mode "
-              "0600): when it holds a network, the thing attaches without joining again")  # fmt: skip
-@click.option("--attach-for", type=click.FloatRange(0), default=0.0,
-              help="stay attached this many seconds (0: until SIGTERM/SIGINT)")  # fmt: skip
+@attach_options(
+    "joining",
+    "the thing's Thread state (credentials, attachment, frame counters; mode "
+    "0600): when it holds a network, the thing attaches without joining again",
+)
 def command(**opts: Any) -> int:
     args = SimpleNamespace(json=opts.pop("json_"), **opts)
     if args.state is not None and args.state.exists():
