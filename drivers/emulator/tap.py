@@ -7,12 +7,13 @@ sees OpenThread nodes and emulated radios alike.
 
 from __future__ import annotations
 
-import argparse
 import select
 import sys
 import time
 
-from drivers.emulator.air import group_port, open_rx_socket
+import click
+
+from drivers.emulator.air import MAX_OFFSET, group_port, open_rx_socket
 from drivers.mac_header import describe
 from drivers.pcap import PcapWriter
 
@@ -24,7 +25,11 @@ class AirTap:
         self.port_offset = port_offset
         self.channel = channel
         self._sock = open_rx_socket(port_offset)
-        self._pcap = PcapWriter(pcap) if pcap else None
+        try:
+            self._pcap = PcapWriter(pcap) if pcap else None
+        except BaseException:
+            self._sock.close()
+            raise
         self.frames = 0
 
     def poll(self, timeout: float) -> list[tuple[int, int, bytes]]:
@@ -54,25 +59,33 @@ class AirTap:
             self._pcap.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m drivers.emulator.tap", description=__doc__.split("\n\n")[0]
-    )
-    ap.add_argument("--port-offset", type=int, default=0)
-    ap.add_argument("--pcap", help="write the capture to this file")
-    ap.add_argument("--channel", type=int, help="only this channel")
-    ap.add_argument("--duration", type=float, help="stop after this many seconds")
-    ap.add_argument("--quiet", action="store_true", help="no line per frame")
-    args = ap.parse_args(argv)
-    tap = AirTap(args.port_offset, args.pcap, args.channel)
-    end = None if args.duration is None else time.monotonic() + args.duration
-    print(f"tapping the air at port offset {args.port_offset}", file=sys.stderr, flush=True)
+@click.command(
+    name="python -m drivers.emulator.tap",
+    help=(__doc__ or "").split("\n\n")[0],
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option("--port-offset", type=click.IntRange(0, MAX_OFFSET), default=0, show_default=True)
+@click.option("--pcap", type=click.Path(dir_okay=False), help="write the capture to this file")
+@click.option("--channel", type=click.IntRange(11, 26), help="only this channel")
+@click.option("--duration", type=click.FloatRange(min=0), help="stop after this many seconds")
+@click.option("--quiet", is_flag=True, help="no line per frame")
+def cli(
+    port_offset: int, pcap: str | None, channel: int | None, duration: float | None, quiet: bool
+) -> None:
+    try:
+        tap = AirTap(port_offset, pcap, channel)
+    except OSError as e:
+        raise click.ClickException(
+            f"cannot open the air or the capture file: {e.strerror or e}"
+        ) from None
+    end = None if duration is None else time.monotonic() + duration
+    print(f"tapping the air at port offset {port_offset}", file=sys.stderr, flush=True)
     try:
         while end is None or time.monotonic() < end:
             for node, ch, psdu in tap.poll(
                 0.2 if end is None else max(0.0, min(0.2, end - time.monotonic()))
             ):
-                if not args.quiet:
+                if not quiet:
                     print(
                         f"{time.strftime('%H:%M:%S')} node{node:02d} ch{ch} {describe(psdu[:-2])}",
                         flush=True,
@@ -82,6 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         tap.close()
     print(f"{tap.frames} frame(s)", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tap; the exit status of the command line."""
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        return 1
     return 0
 
 
