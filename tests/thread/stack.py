@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,6 +47,7 @@ class ThreadStack:
     port_offset: int
     channel: int = 15
     mdns: bool = False
+    max_children: int | None = None
     env_extra: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
 
@@ -55,6 +59,7 @@ class ThreadStack:
             f"[thread]\nchannel = {self.channel}\n"
             f"[border_router]\nborder_agent_port = {self.ba_port}\n"
             f"advertise_mdns = {'true' if self.mdns else 'false'}\n"
+            + (f"max_children = {self.max_children}\n" if self.max_children is not None else "")
         )
 
     # -- processes ------------------------------------------------------------------------------
@@ -186,3 +191,51 @@ def run_joiner(stack: ThreadStack, node: int, pskd: str, *extra: str,
         timeout=timeout,
         cwd=stack.root,
     )
+
+
+class Thing:
+    """A reference thing subprocess whose JSON lines (stdout) are read in a thread."""
+
+    def __init__(self, cmd: list[str], stack: ThreadStack, log: Path) -> None:
+        self.log = log
+        self._err = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd, env=stack.peer_env(), cwd=stack.root, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=self._err, text=True,
+        )  # fmt: skip
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                self.lines.put(json.loads(line))
+            except ValueError:
+                continue
+
+    def wait_event(self, pred: Any, timeout: float, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None and self.lines.empty():
+                raise AssertionError(f"{what}: not seen\n{self.log.read_text(errors='replace')}")
+            try:
+                doc = self.lines.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if pred(doc):
+                return doc
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(20)
+        finally:
+            self._reader.join(5)
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
+            self._err.close()
+        return rc

@@ -11,7 +11,6 @@ Port offsets 1640..1649 belong to this module."""
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import subprocess
 import sys
@@ -29,60 +28,12 @@ from gateway.errors import GatewayError
 from gateway.thread.link import peek_packet
 from gateway.wire.mac802154 import MacFrame
 from tests.runtime.helpers import wait_until
-from tests.thread.stack import ThreadStack, thread_stack
+from tests.thread.stack import Thing, ThreadStack, thread_stack
 
 pytestmark = pytest.mark.timeout(240)
 BASE_OFFSET = 1640
 PSKD = "ATTACH1"
 CHILD_TIMEOUT = 30
-
-
-class Thing:
-    """A reference thing subprocess whose JSON lines (stdout) are read in a thread."""
-
-    def __init__(self, cmd: list[str], stack: ThreadStack, log: Path) -> None:
-        self.log = log
-        self._err = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            cmd, env=stack.peer_env(), cwd=stack.root, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=self._err, text=True,
-        )  # fmt: skip
-        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                self.lines.put(json.loads(line))
-            except ValueError:
-                continue
-
-    def wait_event(self, pred: Any, timeout: float, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None and self.lines.empty():
-                raise AssertionError(f"{what}: not seen\n{self.log.read_text(errors='replace')}")
-            try:
-                doc = self.lines.get(timeout=min(left, 0.5))
-            except queue.Empty:
-                continue
-            if pred(doc):
-                return doc
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(20)
-        finally:
-            self._reader.join(5)
-            assert self.proc.stdout is not None
-            self.proc.stdout.close()
-            self._err.close()
-        return rc
 
 
 class Tap:
