@@ -145,6 +145,7 @@ from gateway.wire.meshcop import ChannelMask, SecurityPolicy, Timestamp
 from gateway.wire.tlv import Tlv, decode_tlvs, encode_tlvs
 from tests.dtls_helpers import shuttle as shuttle_datagrams
 from tests.fuzz import spinel_targets as sp
+from tests.fuzz.fuzz_border import BORDER_TARGETS
 from tests.fuzz.fuzz_network import NETWORK_TARGETS
 
 # --- fixed material ------------------------------------------------------------------------------
@@ -1948,6 +1949,7 @@ TARGETS: dict[str, Target] = {
 }
 # the Thread network core's targets (gateway/thread/network) live in their own module
 TARGETS.update({t.name: Target(*t) for t in NETWORK_TARGETS})
+TARGETS.update({t.name: Target(*t) for t in BORDER_TARGETS})  # border routing
 
 
 # --- the engine -----------------------------------------------------------------------------------
