@@ -10,12 +10,14 @@ the multicast groups it listens to, and MLE Address Registration entries.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from gateway.thread.network.constants import LEADER_ALOC16, MAX_ROUTER_ID
+from gateway.thread.network.netdata import BorderRouterEntry, BorderRouterTlv, NetworkData
 from gateway.wire.lowpan import LowpanContext
 from gateway.wire.mac802154 import ExtAddress
 from gateway.wire.mle import AddressRegistrationEntry, AddressRegistrationTlv
@@ -37,6 +39,8 @@ __all__ = [
     "mesh_local_address",
     "multicast_scope",
     "rloc16_of",
+    "slaac_address",
+    "slaac_prefixes",
     "router_id_of",
     "registered_addresses",
 ]
@@ -110,6 +114,7 @@ class MeshAddresses:
     rloc16: int | None
     leader: bool = False
     router: bool = False  # routers and FTD children also listen to ff02::2 / ff03::2
+    slaac: tuple[Addr, ...] = ()  # addresses from on-mesh SLAAC prefixes (OMR)
 
     @property
     def link_local(self) -> Addr:
@@ -132,6 +137,7 @@ class MeshAddresses:
         for a in (self.rloc, self.leader_aloc):
             if a is not None:
                 out.append(a)
+        out += self.slaac
         return tuple(out)
 
     def multicast(self) -> tuple[Addr, ...]:
@@ -151,6 +157,36 @@ class MeshAddresses:
 
     def is_mesh_local(self, addr: Addr) -> bool:
         return addr.packed[:8] == bytes(self.ml_prefix[:8])
+
+
+def slaac_prefixes(netdata: NetworkData) -> tuple[ipaddress.IPv6Network, ...]:
+    """The /64 prefixes a node forms SLAAC addresses from (``Slaac::Update``): a Border Router
+    entry with the SLAAC and on-mesh flags (and not link-local or multicast)."""
+    out: list[ipaddress.IPv6Network] = []
+    for p in netdata.prefixes:
+        net = p.network
+        if net.prefixlen != 64 or net.is_link_local or net.is_multicast or net in out:
+            continue
+        for sub in p.sub_tlvs:
+            if isinstance(sub, BorderRouterTlv) and any(
+                e.flags & BorderRouterEntry.SLAAC and e.flags & BorderRouterEntry.ON_MESH
+                for e in sub.entries
+            ):
+                out.append(net)
+                break
+    return tuple(out)
+
+
+def slaac_address(prefix: ipaddress.IPv6Network, secret: bytes) -> Addr:
+    """A semantically opaque, stable SLAAC address in ``prefix`` (RFC 7217 in spirit): the IID
+    is a hash of the node's secret (its ML-EID IID) and the prefix, never an RLOC-shaped or
+    reserved one."""
+    digest = hashlib.sha256(b"thread-slaac" + secret + prefix.network_address.packed[:8])
+    for i in range(0, 24, 8):
+        iid = digest.digest()[i : i + 8]
+        if not is_locator_iid(iid) and iid != bytes(8):
+            break
+    return Addr(prefix.network_address.packed[:8] + iid)
 
 
 def _context_for(addr: Addr, contexts: Mapping[int, LowpanContext]) -> int | None:

@@ -53,6 +53,8 @@ from gateway.thread.network.addressing import (
     locator_address,
     multicast_scope,
     router_id_of,
+    slaac_address,
+    slaac_prefixes,
 )
 from gateway.thread.network.child_table import mode_string
 from gateway.thread.network.constants import (
@@ -164,6 +166,9 @@ from gateway.wire.tlv import Tlv
 __all__ = ["ChildConfig", "ChildCore", "ChildRole"]
 
 Addr = ipaddress.IPv6Address
+MAX_SLAAC_ADDRESSES: Final = (
+    3  # with the ML-EID, the 4 addresses an OpenThread parent keeps per child
+)
 MAX_CANDIDATES: Final = 8
 DATA_REQUEST_DELAY_MAX: Final = 1.0
 DATA_REQUEST_DELAY_UNICAST: Final = 0.010
@@ -298,6 +303,7 @@ class ChildCore:
         self.parent: _Parent | None = None
         self.leader_data: LeaderDataTlv | None = None
         self.network_data = b""
+        self.slaac: tuple[Addr, ...] = ()
         self.rx = LinkReceiver()
         self._tags = TagAllocator(self.rng.randrange(0, 0x10000))
         self._mac_seq = self.rng.randrange(0, 256)
@@ -352,7 +358,8 @@ class ChildCore:
     @property
     def addresses(self) -> MeshAddresses:
         rloc = self.rloc16 if self.attached else None
-        return MeshAddresses(self.ml_prefix, self.ext_addr, self.ml_eid_iid, rloc)
+        slaac = self.slaac if self.attached else ()
+        return MeshAddresses(self.ml_prefix, self.ext_addr, self.ml_eid_iid, rloc, slaac=slaac)
 
     @property
     def link_local(self) -> Addr:
@@ -383,6 +390,18 @@ class ChildCore:
 
     def _update_contexts(self) -> None:
         self.rx.contexts = self._contexts()
+
+    def _slaac_update(self) -> bool:
+        """Form the SLAAC (OMR) addresses the Network Data asks for; True when they changed."""
+        try:
+            prefixes = slaac_prefixes(parse_network_data(self.network_data))
+        except ParseError:
+            prefixes = ()
+        new = tuple(slaac_address(p, self.ml_eid_iid) for p in prefixes[:MAX_SLAAC_ADDRESSES])
+        if new == self.slaac:
+            return False
+        self.slaac = new
+        return True
 
     # -- outputs ---------------------------------------------------------------------------------
 
@@ -554,7 +573,9 @@ class ChildCore:
         self.counters["parent_requests"] += 1
 
     def _registration(self, *, ml_eid_only: bool = False) -> MleTlv:
-        return address_registration(self.ml_eid, (), ml_eid_only=ml_eid_only)
+        return address_registration(
+            self.ml_eid, self.slaac, contexts=self._contexts(), ml_eid_only=ml_eid_only
+        )
 
     def _send_child_id_request(self, now: float) -> None:
         cand = self._cand
@@ -831,7 +852,10 @@ class ChildCore:
         self.leader_data = ld
         self.network_data = nd.value
         self._update_contexts()
+        self._slaac_update()
         self._became_child(now, "child id response")
+        if self.slaac:  # register the OMR addresses the Network Data gave us
+            self._send_child_update_request(now)
 
     def _dataset_from_parent(self, ats: ActiveTimestampTlv, ads: ActiveDatasetTlv) -> None:
         raw = MeshcopActiveTimestampTlv(ats.value).to_bytes() + ads.value
@@ -1011,6 +1035,8 @@ class ChildCore:
             self.leader_data = ld
             self._update_contexts()
             self._timers.pop("data_request", None)
+            if self._slaac_update() and self.attached:
+                self._send_child_update_request(now)
             return
         if moved or (old is not None and serial_newer(self._version(ld), self._version(old))):
             if moved:
@@ -1348,6 +1374,7 @@ class ChildCore:
                 "link_local": str(a.link_local),
                 "ml_eid": str(a.ml_eid),
                 "rloc": str(a.rloc) if a.rloc is not None else None,
+                "omr": [str(x) for x in a.slaac],
             },
             "counters": dict(self.counters),
         }

@@ -58,6 +58,8 @@ from gateway.thread.network.addressing import (
     registered_addresses,
     rloc16_of,
     router_id_of,
+    slaac_address,
+    slaac_prefixes,
 )
 from gateway.thread.network.child_table import (
     ChildEntry,
@@ -290,6 +292,7 @@ class RouterCore:
         self._actions: list[SetSourceMatch] = []
         self._events: list[Event] = []
         self._host: list[Ipv6Packet] = []
+        self._slaac_cache: tuple[tuple[int, int], tuple[Addr, ...]] | None = None
         self._handles: dict[int, _Handle] = {}
         self._handle_seq = itertools.count(1)
         self._sm: dict[ExtAddress, bool] = {}  # source-match state told to the radio
@@ -318,7 +321,20 @@ class RouterCore:
             self.rloc16 if self.attached else None,
             leader=self.role == "leader",
             router=True,
+            slaac=self.slaac if self.attached else (),
         )
+
+    @property
+    def slaac(self) -> tuple[Addr, ...]:
+        """The gateway's own SLAAC addresses: one per on-mesh SLAAC prefix (the OMR prefix)."""
+        version = self.netdata.versions()
+        cached = self._slaac_cache
+        if cached is None or cached[0] != version:
+            addrs = tuple(
+                slaac_address(p, self.ml_eid_iid) for p in slaac_prefixes(self.netdata.full)
+            )
+            cached = self._slaac_cache = (version, addrs)
+        return cached[1]
 
     @property
     def attached(self) -> bool:

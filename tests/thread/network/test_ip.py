@@ -236,3 +236,38 @@ def test_not_attached_refuses_sending(world: NetWorld) -> None:
     core = RouterCore(world.ds, world.parent.ext_addr)
     with pytest.raises(NotAttached):
         core.ping("fd00::1", 0.0)
+
+
+def test_an_omr_prefix_gives_every_node_a_slaac_address_routed_both_ways(world: NetWorld) -> None:
+    """The border router publishes an OMR prefix: the gateway and its children (rx-on and
+    sleepy) form SLAAC addresses in it, the children register theirs (context-compressed)
+    with a Child Update Request, and the gateway routes host packets to them and theirs to the
+    host."""
+    from gateway.thread.network.netdata import BorderRouterEntry, OwnPrefix
+
+    p = world.parent
+    omr = ipaddress.IPv6Network("fdcc:3fef:384:1::/64")
+    flags = (BorderRouterEntry.PREFERRED | BorderRouterEntry.SLAAC | BorderRouterEntry.ON_MESH
+             | 0b11 << 14)  # fmt: skip
+    p.set_own_prefixes([OwnPrefix(omr, br_flags=flags)], world.now)
+    world.run(10)
+    (own,) = p.slaac
+    assert own in omr and own in p.addresses.unicast()
+    kids = world.nodes
+    for n in kids:
+        (addr,) = n.core.slaac
+        assert addr in omr and n.core.status(world.now)["addresses"]["omr"] == [str(addr)]
+        entry = p.children_table.get(n.core.ext_addr)
+        assert entry is not None and addr in entry.addresses
+    lan = Addr("fd00:abcd:1:2::99")
+    for seq, n in enumerate(kids):
+        (addr,) = n.core.slaac
+        pkt = echo_packet(lan, addr, Echo(True, 7, seq, b"x" * 100))
+        assert p.send_ip6(pkt, world.now) == "sent"
+    world.run(3)
+    back = [q for q in p.ip6_to_host() if q.dst == lan]
+    assert sorted(q.src for q in back) == sorted(n.core.slaac[0] for n in kids)
+    # withdrawn: the addresses go away again
+    p.set_own_prefixes([], world.now)
+    world.run(10)
+    assert p.slaac == () and all(n.core.slaac == () for n in kids)
