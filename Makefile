@@ -6,8 +6,9 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 LOG := $(CURDIR)/.install.log
 # Build: a C compiler and the Python headers (spidev and systemd-python compile on install), the
-# systemd headers, venv. Run: iproute2 for the uplink, tshark to decode the demo's capture.
-RUN_PKGS := build-essential python3-dev python3-venv libsystemd-dev pkg-config iproute2 \
+# systemd headers, venv. Run: iproute2 for the uplink, nftables for the border router's forwarding
+# chain, tshark to decode the demo's capture.
+RUN_PKGS := build-essential python3-dev python3-venv libsystemd-dev pkg-config iproute2 nftables \
             iputils-ping tshark
 # What the tests use besides: shellcheck for the deploy scripts, systemd for systemd-analyze,
 # debootstrap and systemd-nspawn for the container tests.

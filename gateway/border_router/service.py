@@ -62,7 +62,9 @@ from gateway.thread.network.errors import AddressUnresolved, NotAttached
 from gateway.thread.network.events import (
     KeySequenceChanged,
     NetFrame,
+    NetworkDataChanged,
     PingReply,
+    RoleChanged,
     SnapshotChanged,
 )
 from gateway.thread.network.router import RouterConfig, RouterCore
@@ -126,6 +128,8 @@ class BorderRouterService(Service):
         self.uplink: Uplink | None = None
         self.ba_port: int | None = None
         self.net: RouterCore | None = None
+        self.border: Any = None  # BorderRouting, when [border_router] infra_interface is set
+        self._lan_uplink: Uplink | None = None
         self.netstore: NetworkStateStore | None = None
         self._net_dirty = asyncio.Event()
         self._mac_keys: dict[int, str] = {}  # key sequence -> radio-socket key id
@@ -191,6 +195,9 @@ class BorderRouterService(Service):
         self.spawn(self._tx_loop(), "tx")
         self.spawn(self._timer_loop(), "timers")
         self.spawn(self._state_writer(), "thread-state")
+        if self.settings.border_router.infra_interface:
+            self.set_phase("opening the Thread interface")
+            await self._start_border_routing(ds, net)
         self.set_phase("opening the border agent")
         await self._open_border_agent(loop)
         await self._start_uplink()
@@ -227,6 +234,44 @@ class BorderRouterService(Service):
                  net.role, net.rloc16, net.keys.key_sequence,
                  len(saved.snapshot.children) if saved is not None else 0)  # fmt: skip
         return net
+
+    async def _start_border_routing(self, ds: ActiveDataset, net: RouterCore) -> None:
+        from gateway.border_router.border_routing import BorderRouting
+
+        br = self.settings.border_router
+        border = BorderRouting(
+            net, lan_if=br.infra_interface, thread_if=br.thread_interface,
+            state_dir=self.state_dir, ext_pan_id=ds.ext_pan_id or bytes(8), now=self._now,
+            changed=self._flush_network_soon, spawn=self.spawn,
+        )  # fmt: skip
+        await border.open()
+        self.border = border
+        self._lan_uplink = await follow_uplink(
+            br.infra_interface, self._on_lan_change, self.spawn,
+            without="border routing starts now and does not follow the LAN interface",
+        )  # fmt: skip
+        state = self._lan_uplink.state if self._lan_uplink is not None else None
+        if state is None or (state.present and state.oper_up):
+            await border.lan_up()
+
+    async def _on_lan_change(self, change: UplinkChange) -> None:
+        """The LAN interface came, went or was replaced: routing starts, stops or restarts on
+        it (address changes alone change nothing: RAs go out from whatever link-local it has)."""
+        border = self.border
+        if border is None:
+            return
+        old, new = change.old, change.new
+        was = old.present and old.oper_up
+        now_up = new.present and new.oper_up
+        if was and now_up and old.ifindex == new.ifindex:
+            return
+        await border.lan_down()
+        if now_up:
+            await border.lan_up()
+        self._wake.set()
+
+    def _flush_network_soon(self) -> None:
+        self._wake.set()
 
     async def _register_mac_key(self, seq: int) -> None:
         """Register the MAC key of ``seq`` as the current one (key id mode 1, its key index);
@@ -395,6 +440,16 @@ class BorderRouterService(Service):
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
             await self._save_network()  # the child table as it is now
+        if self._lan_uplink is not None:
+            await self._lan_uplink.close()
+        if self.border is not None:
+            border, self.border = self.border, None
+            try:
+                await border.close()  # a final RA; entries withdrawn; rules and interface gone
+            except (GatewayError, OSError) as exc:
+                LOG.warning("border routing did not close cleanly: %s", exc)
+            self._flush_network()
+            await self._drain_tx(2.0)
         if self.uplink is not None:
             await self.uplink.close()
         if self.core is not None:
@@ -461,8 +516,13 @@ class BorderRouterService(Service):
                 if nf.handle is not None:
                     net.tx_done(nf.handle, False, self._now())
         net.radio_actions()  # frame pending is chip-wide (set at start): nothing per address
-        dropped = len(net.ip6_to_host())  # no host interface (wpan0) yet
-        self.tx_stats["to_host_dropped"] += dropped
+        to_host = net.ip6_to_host()
+        border = self.border
+        if border is not None:
+            border.flush()
+            self.tx_stats["to_host_dropped"] += border.to_host(to_host)
+        else:
+            self.tx_stats["to_host_dropped"] += len(to_host)  # no Thread interface
         for ev in net.events():
             if isinstance(ev, SnapshotChanged):
                 self._net_dirty.set()
@@ -470,6 +530,10 @@ class BorderRouterService(Service):
                 self._net_dirty.set()
                 core.joiner_router.key_sequence = ev.key_sequence  # JOIN_ENT tells joiners
                 self.spawn(self._register_mac_key(ev.key_sequence), "mac-key")
+            elif isinstance(ev, NetworkDataChanged) and border is not None:
+                border.netdata_changed()
+            elif isinstance(ev, RoleChanged) and border is not None:
+                border.role_changed()
             elif isinstance(ev, PingReply):
                 fut = self._ping_waiters.get((ev.identifier, ev.sequence))
                 if fut is not None and not fut.done():
@@ -503,31 +567,44 @@ class BorderRouterService(Service):
                 )
             self._flush()
 
+    async def _drain_tx(self, timeout: float) -> None:
+        """Give the transmit queue up to ``timeout`` seconds to empty (a last Network Data
+        update to the children before the radio connection closes)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._txq.join()
+
     async def _tx_loop(self) -> None:
         while True:
             of = await self._txq.get()
-            if isinstance(of, NetFrame):
-                await self._transmit_network(of)
-                continue
-            kw: dict[str, Any] = {}
             try:
-                if of.tx.security is LinkSecurity.KEK:
-                    assert of.kek is not None
-                    if self._kek != of.kek:
-                        await self.radio.register_key("kek", of.kek, key_id_mode=0)
-                        self._kek = of.kek
-                    kw["security"] = {"key_id": "kek", "level": SECURITY_LEVEL}
-                    self.tx_stats["kek_frames"] += 1
-                elif of.tx.security is LinkSecurity.MAC:
-                    kw["security"] = {"key_id": "thread-mac", "level": SECURITY_LEVEL}
-                res = await self.radio.transmit(of.tx.frame.to_bytes(), **kw)
-                self.tx_stats["frames"] += 1
-                if not res.get("ok"):
-                    self.tx_stats["failed"] += 1
-                    LOG.debug("%s not acknowledged (%s)", of.what or "frame", res.get("status"))
-            except GatewayError as exc:
+                await self._transmit_one(of)
+            finally:
+                self._txq.task_done()
+
+    async def _transmit_one(self, of: OutFrame | NetFrame) -> None:
+        if isinstance(of, NetFrame):
+            await self._transmit_network(of)
+            return
+        kw: dict[str, Any] = {}
+        try:
+            if of.tx.security is LinkSecurity.KEK:
+                assert of.kek is not None
+                if self._kek != of.kek:
+                    await self.radio.register_key("kek", of.kek, key_id_mode=0)
+                    self._kek = of.kek
+                kw["security"] = {"key_id": "kek", "level": SECURITY_LEVEL}
+                self.tx_stats["kek_frames"] += 1
+            elif of.tx.security is LinkSecurity.MAC:
+                kw["security"] = {"key_id": "thread-mac", "level": SECURITY_LEVEL}
+            res = await self.radio.transmit(of.tx.frame.to_bytes(), **kw)
+            self.tx_stats["frames"] += 1
+            if not res.get("ok"):
                 self.tx_stats["failed"] += 1
-                LOG.warning("cannot transmit %s: %s", of.what or "a frame", exc.message)
+                LOG.debug("%s not acknowledged (%s)", of.what or "frame", res.get("status"))
+        except GatewayError as exc:
+            self.tx_stats["failed"] += 1
+            LOG.warning("cannot transmit %s: %s", of.what or "a frame", exc.message)
 
     async def _transmit_network(self, nf: NetFrame) -> None:
         """One frame of the network core: the MLE frame counter reserve on disk first, then
@@ -569,7 +646,8 @@ class BorderRouterService(Service):
         while True:
             core = self.core
             assert core is not None
-            times = [t for t in (core.next_timeout(), self._net_timeout()) if t is not None]
+            border = self.border.next_timeout() if self.border is not None else None
+            times = [t for t in (core.next_timeout(), self._net_timeout(), border) if t is not None]
             t = min(times, default=None)
             delay = None if t is None else max(0.0, t - loop.time())
             self._wake.clear()
@@ -580,6 +658,8 @@ class BorderRouterService(Service):
             core.poll(loop.time())
             if self.net is not None:
                 self.net.poll(loop.time())
+            if self.border is not None:
+                self.border.poll(loop.time())
             self._flush()
             self._wake.clear()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any, get_type_hints
 
 from gateway.errors import ConfigError
 from gateway.runtime.paths import Paths
+
+_IFNAME = re.compile(r"[A-Za-z0-9._-]{1,15}")
 
 DEFAULT_RADIO_URL = (
     "at86rf233:///dev/spidev0.0?gpiochip=/dev/gpiochip0&irq=23&reset=24&slp_tr=25&speed_hz=4000000"
@@ -68,8 +71,21 @@ class BorderRouterSettings:
     border_agent_port: int = 49191
     advertise_mdns: bool = True
     max_children: int = 32  # the child table's bound (RouterConfig; at most 511)
+    # Border routing between the Thread network and this LAN interface (the installer sets it
+    # to the uplink it finds); empty: no Thread interface, no RAs, no OMR prefix.
+    infra_interface: str = ""
+    thread_interface: str = "wpan0"  # the TUN device that carries the Thread network's IPv6
 
     def validate(self) -> None:
+        for key, name in (("infra_interface", self.infra_interface),
+                          ("thread_interface", self.thread_interface)):  # fmt: skip
+            if (key == "thread_interface" or name) and not _IFNAME.fullmatch(name):
+                raise ConfigError(
+                    f"[border_router] {key} must be a network interface name (1-15 of "
+                    "letters, digits, '.', '-', '_')"
+                )
+        if self.infra_interface and self.infra_interface == self.thread_interface:
+            raise ConfigError("[border_router] infra_interface and thread_interface must differ")
         if not 1 <= self.max_children <= 511:
             raise ConfigError("[border_router] max_children must be within 1..511")
         if self.border_agent_port != 0 and not 1024 <= self.border_agent_port <= 65535:

@@ -53,6 +53,7 @@ def check_defaults(s: Settings) -> None:
     assert s.border_router.border_agent_port == 49191
     assert s.border_router.advertise_mdns is True
     assert s.border_router.max_children == 32
+    assert s.border_router.infra_interface == "" and s.border_router.thread_interface == "wpan0"
     assert s.group_owner.window_s == 120
     assert s.logging.level == "info"
 
@@ -117,6 +118,8 @@ channel = 26
 border_agent_port = 1024
 advertise_mdns = false
 max_children = 48
+infra_interface = "eth0"
+thread_interface = "wpan7"
 [group_owner]
 cloud_url = "coaps://cloud.invalid:5684"
 window_s = 3600
@@ -129,7 +132,13 @@ level = "DEBUG"
         "radio": {"url": "emulated:?node=2", "tx_power_dbm": -17.0, "frame_counter_reserve": 16},
         "network": {"uplink": "wlan0"},
         "thread": {"network_name": "Home-1234567890a", "channel": 26},
-        "border_router": {"border_agent_port": 1024, "advertise_mdns": False, "max_children": 48},
+        "border_router": {
+            "border_agent_port": 1024,
+            "advertise_mdns": False,
+            "max_children": 48,
+            "infra_interface": "eth0",
+            "thread_interface": "wpan7",
+        },
         "group_owner": {"cloud_url": "coaps://cloud.invalid:5684", "window_s": 3600},
         "logging": {"level": "DEBUG"},
         "paths": {
@@ -164,6 +173,20 @@ level = "DEBUG"
         (
             '[network]\nuplink = "a-very-long-ifname"',
             "[network] uplink must be 'auto' or an interface name",
+        ),
+        (
+            '[border_router]\ninfra_interface = "eth 0"',
+            "[border_router] infra_interface must be a network interface name (1-15 of letters, "
+            "digits, '.', '-', '_')",
+        ),
+        (
+            '[border_router]\nthread_interface = ""',
+            "[border_router] thread_interface must be a network interface name (1-15 of letters, "
+            "digits, '.', '-', '_')",
+        ),
+        (
+            '[border_router]\ninfra_interface = "wpan0"',
+            "[border_router] infra_interface and thread_interface must differ",
         ),
         ("[thread]\nchannel = 10", "[thread] channel must be 0 (automatic) or within 11..26"),
         ("[thread]\nchannel = 27", "[thread] channel must be 0 (automatic) or within 11..26"),

@@ -48,6 +48,8 @@ class ThreadStack:
     channel: int = 15
     mdns: bool = False
     max_children: int | None = None
+    border_extra: str = ""  # more [border_router] lines (e.g. infra_interface = "...")
+    cmd_prefix: list[str] = field(default_factory=list)  # e.g. ["ip", "netns", "exec", "ns"]
     env_extra: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
 
@@ -60,6 +62,7 @@ class ThreadStack:
             f"[border_router]\nborder_agent_port = {self.ba_port}\n"
             f"advertise_mdns = {'true' if self.mdns else 'false'}\n"
             + (f"max_children = {self.max_children}\n" if self.max_children is not None else "")
+            + self.border_extra
         )
 
     # -- processes ------------------------------------------------------------------------------
@@ -78,7 +81,7 @@ class ThreadStack:
         log = self.root / f"{name}.log"
         fh = open(log, "ab")  # noqa: SIM115 - the child keeps it
         p = subprocess.Popen(
-            [sys.executable, "-m", MODULES[name]],
+            [*self.cmd_prefix, sys.executable, "-m", MODULES[name]],
             env=self.env(),
             cwd=self.root,
             stdin=subprocess.DEVNULL,

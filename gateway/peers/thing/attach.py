@@ -138,6 +138,7 @@ async def attach(
     await radio.set_addresses(pan_id=ds.pan_id, ext_addr=ext.octets, short_addr=0xFFFE)
     end = None if duration is None else loop.time() + duration
     dirty = False
+    reported_omr: tuple[Any, ...] = ()
     with radio.subscribe(maxsize=512) as sub:
         child.start(loop.time())
         while True:
@@ -150,6 +151,10 @@ async def attach(
                     dirty = True
                 elif isinstance(ev, SnapshotChanged):
                     dirty = True
+            if child.attached and child.slaac != reported_omr:
+                reported_omr = child.slaac
+                if report is not None:
+                    report("addresses", child.status(loop.time()))
             actions = child.actions()
             if dirty or (actions and not covered()):
                 await persist()

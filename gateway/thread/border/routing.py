@@ -651,6 +651,14 @@ class RoutingManager:
 
     # -- outputs ---------------------------------------------------------------------------------
 
+    @property
+    def lan_onlink_prefix(self) -> Net | None:
+        """The gateway's own on-link prefix while its PIO is on the LAN (advertised or being
+        deprecated): the shell keeps a route for it on the LAN interface."""
+        if self.running and self._onlink_state in ("advertising", "deprecating"):
+            return self.onlink_prefix
+        return None
+
     def actions(self) -> list[Action]:
         out, self._actions = self._actions, []
         return out
