@@ -54,6 +54,15 @@ IRQ_MASK = Irq.TRX_END | Irq.CCA_ED_DONE
 FB_READ_LEN = 1 + 1 + regs.MAX_PSDU + 3  # command, PHR, PSDU, LQI, ED, RX_STATUS
 MAX_RECOVERY_ATTEMPTS = 3
 HEALTH_PERIOD_S = 0.5
+# A non-forced state change waits while the chip is busy with a frame: a received frame lasts at
+# most 4.3 ms (133 bytes at 250 kbit/s) and its ACK another 0.55 ms (turnaround + 11 bytes). The
+# wait allows 3 times that: the chip only ACKs a frame it will hand over, so giving up (and
+# resetting the chip) while it finishes one loses a frame its sender saw acknowledged. An
+# emulated chip's thread shares the interpreter with this driver, so on a loaded host it can
+# finish its frame many milliseconds late (a 2-core machine, 10 fragmented pings per second).
+BUSY_WAIT_S = 0.015
+BUSY_POLL_S = 0.0002
+BUSY_STATES = (State.BUSY_RX, State.BUSY_RX_AACK, State.BUSY_TX, State.BUSY_TX_ARET)
 # a TX_ARET transaction lasts at most (retries + 1) × (CSMA back-offs + frame + ACK wait)
 TX_POLL_S = 0.1
 TX_HARD_LIMIT_S = 2.0
@@ -292,8 +301,8 @@ class At86rf233Radio(Radio):
             if start == target:
                 return
         # BUSY_* states defer a non-forced command until the frame (+ ACK) is over
-        busy = start in (State.BUSY_RX, State.BUSY_RX_AACK, State.BUSY_TX, State.BUSY_TX_ARET)
-        deadline = time.monotonic() + timeout_s + (0.006 if busy else 0.0)
+        busy = start in BUSY_STATES
+        deadline = time.monotonic() + timeout_s + (BUSY_WAIT_S if busy else 0.0)
         while True:
             st = await self._state()
             if st == target or (target == State.RX_AACK_ON and st == State.BUSY_RX_AACK):
@@ -308,7 +317,9 @@ class At86rf233Radio(Radio):
                 raise _ChipFault(
                     kind, f"state change 0x{start:02x} -> {target.name} stuck at 0x{st:02x}"
                 )
-            await asyncio.sleep(0)
+            # a frame takes milliseconds: poll it at a gentle pace (a tight loop would keep an
+            # emulated chip's thread from the interpreter for a whole switch interval)
+            await asyncio.sleep(BUSY_POLL_S if st in BUSY_STATES else 0)
 
     async def _wait_state_not(self, state: State, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -72,6 +72,7 @@ class Faults:
     pll_fail_permanent: bool = False
     state_stuck_next: int = 0  # next N state changes never complete (any target)
     crc_error_rate: float = 0.0  # probability a received frame arrives with a bad FCS
+    rx_late_us: int = 0  # a reception ends this much after its airtime (a late chip thread)
     dead: bool = False  # the chip does not answer on SPI (MISO reads 0x00)
 
 
@@ -752,7 +753,7 @@ class At86rf233Emulator:
 
         self._rx_finish = rx_end
         self._schedule(now + regs.SHR_PHR_US * US, rx_start)
-        self._schedule(rx.end_ns, rx_end)
+        self._schedule(rx.end_ns + self.faults.rx_late_us * US, rx_end)
 
     def _lqi(self, rssi: float) -> int:
         return max(0, min(255, round((rssi - regs.MIN_RX_SENSITIVITY_DBM) * 255 / 40)))

@@ -1,7 +1,8 @@
 """Fixtures for the opt-in interoperability tests against OpenThread simulation nodes.
 
 They run only when ``OT_CLI_FTD`` names an ``ot-cli-ftd`` simulation binary (each test module
-skips itself otherwise; see docs/interop.md). Each module gets its own air: port offset
+skips itself otherwise; see docs/interop.md); ``ot-cli-mtd`` nodes come from ``OT_CLI_MTD`` or
+the binary of that name next to ``OT_CLI_FTD``. Each module gets its own air: port offset
 ``OT_INTEROP_PORT_OFFSET`` (default 1620) plus the module's ``PORT_OFFSET_STEP``.
 """
 
@@ -19,11 +20,17 @@ import pytest
 from drivers.emulator.air import group_port
 from drivers.emulator.tap import AirTap
 from gateway.wire.mac802154 import ExtAddress
-from tests.interop.otnode import OtNode, form_leader, interop_port_offset, ot_cli_ftd
+from tests.interop.otnode import (
+    OtNode,
+    form_leader,
+    interop_port_offset,
+    ot_cli_ftd,
+    ot_cli_mtd,
+)
 
 
-def _require_binary() -> str:
-    path, reason = ot_cli_ftd()
+def _require_binary(kind: Callable[[], tuple[str | None, str]] = ot_cli_ftd) -> str:
+    path, reason = kind()
     if path is None:
         pytest.skip(reason)
     return path
@@ -96,8 +103,18 @@ def ot_leader(ot_port_offset: int) -> Iterator[Leader]:
 
 @pytest.fixture
 def ot_nodes(ot_port_offset: int) -> Iterator[Callable[[int], OtNode]]:
-    """A factory of fresh OpenThread nodes on this module's air; all are killed at teardown."""
-    binary = _require_binary()
+    """A factory of fresh OpenThread nodes (``ot-cli-ftd``) on this module's air; all are
+    killed at teardown."""
+    yield from _node_factory(_require_binary(ot_cli_ftd), ot_port_offset)
+
+
+@pytest.fixture
+def ot_mtd_nodes(ot_port_offset: int) -> Iterator[Callable[[int], OtNode]]:
+    """The same with ``ot-cli-mtd`` (``OT_CLI_MTD``, or the one next to ``OT_CLI_FTD``)."""
+    yield from _node_factory(_require_binary(ot_cli_mtd), ot_port_offset)
+
+
+def _node_factory(binary: str, ot_port_offset: int) -> Iterator[Callable[[int], OtNode]]:
     started: list[OtNode] = []
 
     def start(node_id: int) -> OtNode:

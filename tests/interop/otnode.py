@@ -25,10 +25,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 LOG_LINE = re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3} \[[A-Z-]\] ")
 RESULT_LINE = re.compile(r"^(Done|Error (\d+): (.*))$")
 COUNTER_LINE = re.compile(r"^\s*([A-Za-z0-9]+): (\d+)$")
+PING_REPLY = re.compile(r"^\d+ bytes from \S+: icmp_seq=(\d+) hlim=\d+ time=(\d+)ms$")
+PING_STATS = re.compile(r"^(\d+) packets transmitted, (\d+) packets received\.")
 
 
 class OtCliError(Exception):
@@ -42,7 +45,7 @@ class OtCliError(Exception):
 
 
 class OtNode:
-    """One ``ot-cli-ftd <node_id>`` process on air group ``port_offset``."""
+    """One ``ot-cli-ftd <node_id>`` (or ``ot-cli-mtd``) process on air group ``port_offset``."""
 
     def __init__(self, binary: str, node_id: int, port_offset: int) -> None:
         if not 1 <= node_id <= 33:
@@ -159,15 +162,15 @@ class OtNode:
             raise RuntimeError(f"{command!r} printed {out!r}")
         return out[0].strip()
 
-    def wait_state(self, wanted: str, timeout: float) -> float:
-        """Poll ``state`` until it prints ``wanted``; the seconds it took."""
+    def wait_state(self, wanted: str, timeout: float, step: float = 0.1) -> float:
+        """Poll ``state`` every ``step`` s until it prints ``wanted``; the seconds it took."""
         t0 = time.monotonic()
         while True:
             if self.value("state") == wanted:
                 return time.monotonic() - t0
             if time.monotonic() - t0 > timeout:
                 raise TimeoutError(f"node {self.node_id} did not become {wanted}")
-            time.sleep(0.1)
+            time.sleep(step)
 
     def counters_mac(self) -> dict[str, int]:
         """``counters mac`` as a dict (TxTotal, TxAcked, RxUnicast, ...)."""
@@ -179,6 +182,24 @@ class OtNode:
         if "TxTotal" not in out or "RxTotal" not in out:
             raise RuntimeError("unexpected 'counters mac' output")
         return out
+
+    def ping(
+        self, address: str, size: int = 8, count: int = 1, interval: float = 1.0,
+        timeout: float = 10.0,
+    ) -> PingResult:  # fmt: skip
+        """``ping <address> <size> <count> <interval> 64 <timeout>``: OpenThread sends ``count``
+        echoes ``interval`` s apart and stops at the last reply, or ``timeout`` s after the
+        last echo."""
+        out = self.cmd(
+            f"ping {address} {size} {count} {interval:g} 64 {timeout:g}",
+            timeout=count * interval + timeout + 10.0,
+        )
+        rtts = [int(m.group(2)) for m in map(PING_REPLY.match, out) if m]
+        for line in out:
+            m = PING_STATS.match(line)
+            if m:
+                return PingResult(int(m.group(1)), int(m.group(2)), rtts)
+        raise RuntimeError(f"no ping statistics in {out!r}")
 
     def transcript(self) -> str:
         with self._cond:
@@ -212,6 +233,15 @@ class OtNode:
         shutil.rmtree(self._cwd, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class PingResult:
+    """What ``ping`` printed: echoes sent, replies counted, each reply's round trip (ms)."""
+
+    transmitted: int
+    received: int
+    rtts_ms: list[int]
+
+
 @contextmanager
 def ot_node(binary: str, node_id: int, port_offset: int) -> Iterator[OtNode]:
     node = OtNode(binary, node_id, port_offset)
@@ -237,9 +267,29 @@ def form_leader(node: OtNode, timeout: float = 20.0) -> float:
     return time.monotonic() - t0
 
 
+def attach_child(
+    node: OtNode, dataset_hex: str, *, mode: str | None = None, poll_period_ms: int | None = None,
+    timeout: float = 30.0, step: float = 0.1,
+) -> float:  # fmt: skip
+    """Give ``node`` an Active Dataset (``dataset set active``), optionally its ``mode`` and
+    ``pollperiod``, then ``ifconfig up`` and ``thread start``; seconds from ``thread start``
+    until ``state`` prints ``child``."""
+    node.cmd(f"dataset set active {dataset_hex}")
+    if mode is not None:
+        node.cmd(f"mode {mode}")
+    if poll_period_ms is not None:
+        node.cmd(f"pollperiod {poll_period_ms}")
+    node.cmd("ifconfig up")
+    t0 = time.monotonic()
+    node.cmd("thread start")
+    node.wait_state("child", timeout, step)
+    return time.monotonic() - t0
+
+
 # -- opting in ---------------------------------------------------------------------------------
 
 ENV_BINARY = "OT_CLI_FTD"
+ENV_MTD_BINARY = "OT_CLI_MTD"
 ENV_PORT_OFFSET = "OT_INTEROP_PORT_OFFSET"
 # The main suite's ``port_offset`` fixture hands out 10..1609; OpenThread's 16-bit port arithmetic
 # allows offsets up to 1661 (9000 + 34 * 1661 + 33 < 65536), so the interop tests default to
@@ -257,6 +307,26 @@ def ot_cli_ftd() -> tuple[str | None, str]:
         )
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         return None, f"{ENV_BINARY}={path!r} is not an executable file"
+    return path, ""
+
+
+def ot_cli_mtd() -> tuple[str | None, str]:
+    """(path of the ot-cli-mtd simulation binary, or None; the reason to skip when None).
+
+    ``OT_CLI_MTD`` names it; without that variable, the ``ot-cli-mtd`` next to ``OT_CLI_FTD``
+    (one OpenThread simulation build makes both) if there is one."""
+    path = os.environ.get(ENV_MTD_BINARY)
+    if not path:
+        ftd = os.environ.get(ENV_BINARY)
+        beside = os.path.join(os.path.dirname(ftd), "ot-cli-mtd") if ftd else None
+        if beside is None or not os.path.isfile(beside):
+            return None, (
+                f"these tests need {ENV_MTD_BINARY}=<path to an OpenThread ot-cli-mtd simulation "
+                f"binary>, or one named ot-cli-mtd next to {ENV_BINARY} (see docs/interop.md)"
+            )
+        path = beside
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return None, f"{ENV_MTD_BINARY}={path!r} is not an executable file"
     return path, ""
 
 
