@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
 
@@ -61,6 +62,9 @@ HEALTH_PERIOD_S = 0.5
 # emulated chip's thread shares the interpreter with this driver, so on a loaded host it can
 # finish its frame many milliseconds late (a 2-core machine, 10 fragmented pings per second).
 BUSY_WAIT_S = 0.015
+# the pause in receive before a retry round: 2 ms plus up to 10 ms per round, at random
+RETRY_PAUSE_S = (0.002, 0.010)
+_RNG = random.SystemRandom()
 BUSY_POLL_S = 0.0002
 BUSY_STATES = (State.BUSY_RX, State.BUSY_RX_AACK, State.BUSY_TX, State.BUSY_TX_ARET)
 # a TX_ARET transaction lasts at most (retries + 1) × (CSMA back-offs + frame + ACK wait)
@@ -99,6 +103,11 @@ class _Config:
     max_csma_retries: int = 4
     min_be: int = 3
     max_be: int = 5
+    # After the chip's own retries end without an ACK: this many more rounds, each after a
+    # random pause in receive (OpenThread's retransmission delay on radios that retry in
+    # software). The chip is deaf in TX_ARET, so two nodes that send to each other at once
+    # would otherwise spend every hardware retry on each other's deaf receivers.
+    retry_rounds: int = 1
 
 
 class At86rf233Radio(Radio):
@@ -766,6 +775,18 @@ class At86rf233Radio(Radio):
         try:
             async with self._mode:
                 result = await self._guarded(lambda: self._tx_once(frame, csma, retries, basic))
+            rounds = 0 if basic or retries == 0 else self._cfg.retry_rounds
+            spent = result.frame_retries
+            for n in range(rounds):
+                if result.status is not TxStatus.NO_ACK:
+                    break
+                async with self._mode:
+                    await self._guarded(self._listen_op)  # hear (and ACK) a peer meanwhile
+                await asyncio.sleep(RETRY_PAUSE_S[0] + _RNG.random() * RETRY_PAUSE_S[1] * (n + 1))
+                async with self._mode:
+                    result = await self._guarded(lambda: self._tx_once(frame, csma, retries, basic))
+                spent += 1 + result.frame_retries
+            result = replace(result, frame_retries=spent)
         finally:
             self._tx_queued -= 1
             if self._tx_queued == 0 and self._left_in_tx and not self._closed:

@@ -8,7 +8,8 @@ URL parameters (all optional): ``node`` (1..33, default 1), ``air=otsim``, ``por
 ``interference`` (``15:-60,20:-75``: constant energy per channel), ``eui64`` (16 hex digits),
 ``seed``, ``pcap`` (capture this radio's air traffic), ``part`` (PART_NUM to report, to emulate
 another chip), ``spi_ber`` and ``crc_error_rate`` (fault rates), ``dead=1`` (a chip that never
-answers on SPI).
+answers on SPI), ``frame_retries`` (the chip's, 0..15, default 3) and ``retry_rounds`` (0..8,
+default 3: rounds of them, each after a pause in receive).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from drivers.gpio import RadioGpio
 from drivers.pcap import PcapWriter
 from drivers.radio import RadioUrl
 from drivers.spi import SpiBus
+
+EMULATED_RETRY_ROUNDS = 3  # the real radio's driver makes 1
 
 
 class EmulatedSpiBus(SpiBus):
@@ -167,5 +170,11 @@ def emulated_radio(url: str, p: RadioUrl) -> At86rf233Radio:
         url, EmulatedSpiBus(chip), EmulatedGpio(chip), eui64=eui64, backend="emulated",
         on_close=on_close,
     )  # fmt: skip
+    # More retry rounds (each after a pause in receive) than the real radio's 1: with the 16 ms
+    # ACK window and a Python driver that takes milliseconds to put its chip back into receive
+    # on a loaded host, two radios sending to each other stay deaf to each other for longer
+    # than on hardware (docs/radio.md, deviations).
+    radio._cfg.max_frame_retries = p.get_int("frame_retries", 3, 0, 15)
+    radio._cfg.retry_rounds = p.get_int("retry_rounds", EMULATED_RETRY_ROUNDS, 0, 8)
     radio.emulator = chip  # type: ignore[attr-defined]
     return radio

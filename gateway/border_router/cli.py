@@ -9,7 +9,7 @@
     gwctl dataset show [--hex] [--secrets]
     gwctl dataset set --file FILE|- [--yes]
     gwctl dataset passphrase [--file FILE|-]
-    gwctl thread status|children|neighbors|netdata
+    gwctl thread status|children|neighbors|netdata|prefixes
     gwctl thread ping ADDR [--size N] [--count N] [--interval S] [--timeout S]
 
 The commissioner commands talk to the border router's control socket (the native commissioner
@@ -461,6 +461,33 @@ def thread_netdata(as_json: bool) -> None:
     import json as _json
 
     click.echo(_json.dumps(res, indent=2, sort_keys=True))
+
+
+@thread.command("prefixes")
+@json_option
+def thread_prefixes(as_json: bool) -> None:
+    """Border routing: the OMR prefix, the on-link prefix, the route published for the LAN."""
+    res = run(as_json, lambda: _call("thread_prefixes"))
+    if as_json:
+        output.emit_json({"ok": True, **res})
+        return
+    if not res["enabled"]:
+        click.echo(f"border routing is off: {res['why']}")
+        return
+    omr, onlink = res["omr"], res["on_link"]
+    click.echo(f"LAN interface: {res['lan_interface']} ({'up' if res['lan_up'] else 'down'}), "
+               f"Thread interface: {res['thread_interface']}")  # fmt: skip
+    click.echo(f"OMR prefix: {omr['local']} ({omr['state']}); favored: {omr['favored'] or '-'}"
+               + (f" ({omr['favored_preference']})" if omr["favored"] else ""))  # fmt: skip
+    click.echo(f"on-link prefix: {onlink['local']} ({onlink['state']}); "
+               f"favored on the LAN: {onlink['favored'] or '-'}")  # fmt: skip
+    click.echo(f"route published for the LAN: {res['route'] or 'none'}")
+    click.echo(f"router discovery: {res['router_discovery']}, RAs sent: {res['ras_sent']}")
+    for r in res["lan_routers"]:
+        click.echo(f"  LAN router {r['address']} (heard {r['age_s']} s ago): on-link "
+                   f"{', '.join(r['on_link_prefixes']) or '-'}; routes {', '.join(r['routes']) or '-'}")  # fmt: skip
+    for p in res["problems"]:
+        click.echo(f"problem: {p}")
 
 
 @thread.command("ping")

@@ -711,6 +711,7 @@ class BorderRouterService(Service):
             "thread_children": self._m_thread_children,
             "thread_neighbors": self._m_thread_neighbors,
             "thread_netdata": self._m_thread_netdata,
+            "thread_prefixes": self._m_thread_prefixes,
             "thread_ping": self._m_thread_ping,
         }
 
@@ -762,6 +763,13 @@ class BorderRouterService(Service):
 
     async def _m_thread_netdata(self, _c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
         return self._network().netdata_view()
+
+    async def _m_thread_prefixes(self, _c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
+        """Border routing: the OMR and on-link prefixes, the published route, the LAN routers
+        heard, the Thread interface."""
+        if self.border is None:
+            return {"enabled": False, "why": "[border_router] infra_interface is empty"}
+        return {"enabled": True, **self.border.describe()}
 
     async def _m_thread_ping(self, _c: Connection, p: dict[str, Any]) -> dict[str, Any]:
         """ICMPv6 echoes from the gateway's mesh addresses; one reply per echo sent."""

@@ -50,11 +50,12 @@ class ThreadStack:
     max_children: int | None = None
     border_extra: str = ""  # more [border_router] lines (e.g. infra_interface = "...")
     cmd_prefix: list[str] = field(default_factory=list)  # e.g. ["ip", "netns", "exec", "ns"]
+    radio_params: str = ""  # extra emulated-radio URL parameters, for every radio of the stack
     env_extra: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.install = Install(self.root, self.port_offset, node=1, radio_params="")
+        self.install = Install(self.root, self.port_offset, node=1, radio_params=self.radio_params)
         self.ba_port = 20000 + self.port_offset * 7 % 20000  # away from 49191 and other tests
         self.install.config.write_text(
             '[network]\nuplink = "lo"\n'
@@ -154,7 +155,8 @@ class ThreadStack:
         return ActiveDataset.from_hex(body["active_dataset"])
 
     def radio_url(self, node: int) -> str:
-        return f"emulated:?node={node}&port_offset={self.port_offset}"
+        extra = f"&{self.radio_params}" if self.radio_params else ""
+        return f"emulated:?node={node}&port_offset={self.port_offset}{extra}"
 
     def secret_file(self, value: str) -> Path:
         """A new file holding ``value``, for a peer's ``--...-file`` option (secrets never go

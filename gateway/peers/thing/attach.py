@@ -19,21 +19,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from drivers.radio import Radio
-from gateway.errors import StateError
+from gateway.errors import GatewayError, StateError
 from gateway.runtime.state import JsonState
 from gateway.thread.network.child import ChildConfig, ChildCore
-from gateway.thread.network.events import RoleChanged, SnapshotChanged
+from gateway.thread.network.events import PingReply, RoleChanged, SnapshotChanged, UdpReceived
 from gateway.thread.network.snapshot import ChildNodeSnapshot
 from gateway.wire.dataset import ActiveDataset
 from gateway.wire.mac802154 import ExtAddress
 
-__all__ = ["COUNTER_RESERVE", "ChildState", "ChildStateStore", "attach"]
+__all__ = ["COUNTER_RESERVE", "ChildState", "ChildStateStore", "Exercise", "attach"]
 
 COUNTER_RESERVE: Final = 1000
 LIMIT: Final = 0xFFFFFFFF
@@ -85,6 +87,146 @@ class ChildStateStore:
             await asyncio.to_thread(self._state.save, body)
 
 
+PROBE_INTERVAL: Final = 0.2  # between two echo requests of a series
+PROBE_TIMEOUT: Final = 5.0  # an answer later than this after the last one counts as lost
+PROBE_SETTLE: Final = 1.0  # a series starts this long after its source address appeared
+UDP_WAIT: Final = 2.0  # UDP is stop-and-wait: the next datagram after the echo or this long
+
+
+@dataclass
+class _Series:
+    kind: str  # "ping" | "udp"
+    dst: ipaddress.IPv6Address
+    port: int
+    count: int
+    size: int
+    sent: int = 0
+    next_at: float = 0.0
+    last_sent: float = 0.0
+    pending: dict[int, float] = field(default_factory=dict)
+    rtts: list[float] = field(default_factory=list)
+    done: bool = False
+    ready_at: float | None = None  # when the source address was there
+
+    def report(self) -> dict[str, Any]:
+        ms = [r * 1000 for r in self.rtts]
+        return {
+            "dst": str(self.dst), "port": self.port or None, "size": self.size, "sent": self.sent,
+            "received": len(self.rtts), "lost": sorted(self.pending)[:20],
+            "rtt_ms": None if not ms else {"min": round(min(ms), 1),
+                                          "avg": round(sum(ms) / len(ms), 1),
+                                          "max": round(max(ms), 1)},
+        }  # fmt: skip
+
+
+class Exercise:
+    """What a reference thing does on the network once attached, for tests and diagnostics: a
+    series of pings (``--ping``), a series of UDP datagrams that an echo returns
+    (``--udp-send``), and a UDP echo of its own (``--udp-echo``). A series starts once the thing
+    has a source for the destination (an OMR address for one off the mesh), after the one
+    before it, and is reported when every answer came or the last one is
+    :data:`PROBE_TIMEOUT` late. Pings go every :data:`PROBE_INTERVAL`; UDP is stop-and-wait."""
+
+    UDP_SRC_PORT: Final = 49200
+
+    def __init__(
+        self,
+        *,
+        ping: tuple[ipaddress.IPv6Address, int, int] | None = None,
+        udp_send: tuple[ipaddress.IPv6Address, int, int, int] | None = None,
+        echo_port: int | None = None,
+    ) -> None:
+        self.series: list[_Series] = []
+        if ping is not None:
+            self.series.append(_Series("ping", ping[0], 0, ping[1], ping[2]))
+        if udp_send is not None:
+            self.series.append(_Series("udp", udp_send[0], udp_send[1], udp_send[2], udp_send[3]))
+        self.echo_port = echo_port
+        self.echoed = 0
+        self._ident = secrets.randbits(16)
+
+    def _source(self, child: ChildCore, dst: ipaddress.IPv6Address) -> ipaddress.IPv6Address | None:
+        if dst.is_link_local or child.addresses.is_mesh_local(dst):
+            return child.link_local if dst.is_link_local else child.ml_eid
+        return child.slaac[0] if child.slaac else None
+
+    def event(self, ev: object, child: ChildCore, now: float) -> None:
+        if isinstance(ev, PingReply):
+            for s in self.series:
+                if s.kind == "ping" and ev.identifier == self._ident:
+                    sent = s.pending.pop(ev.sequence, None)
+                    if sent is not None:
+                        s.rtts.append(now - sent)
+        elif isinstance(ev, UdpReceived):
+            if self.echo_port is not None and ev.dst_port == self.echo_port:
+                child.send_udp(ev.src, self.echo_port, ev.src_port, ev.payload, now, src=ev.dst)
+                self.echoed += 1
+                return
+            for s in self.series:
+                if s.kind == "udp" and ev.dst_port == self.UDP_SRC_PORT and len(ev.payload) >= 4:
+                    sent = s.pending.pop(int.from_bytes(ev.payload[:4], "big"), None)
+                    if sent is not None:
+                        s.rtts.append(now - sent)
+                        s.next_at = min(s.next_at, now)  # stop-and-wait: the next one now
+
+    def poll(self, child: ChildCore, now: float) -> list[tuple[str, dict[str, Any]]]:
+        out: list[tuple[str, dict[str, Any]]] = []
+        if not child.attached:
+            return out
+        for s in self.series:
+            if s.done:
+                continue
+            if s is not self._current():
+                break  # one series at a time: their traffic does not collide with each other
+            if s.sent < s.count and now >= s.next_at:
+                src = self._source(child, s.dst)
+                if src is None:
+                    s.next_at = now + PROBE_INTERVAL  # no OMR address yet: look again soon
+                    continue
+                if s.ready_at is None:  # let the address registration reach the parent first
+                    s.ready_at = now
+                    s.next_at = now + PROBE_SETTLE
+                    continue
+                if (
+                    s.kind == "udp"
+                    and s.sent
+                    and s.sent - 1 in s.pending
+                    and now < s.last_sent + UDP_WAIT
+                ):
+                    s.next_at = s.last_sent + UDP_WAIT
+                    continue
+                seq = s.sent
+                try:
+                    if s.kind == "ping":
+                        child.ping(s.dst, now, size=s.size, identifier=self._ident, sequence=seq,
+                                   src=src)  # fmt: skip
+                    else:
+                        body = seq.to_bytes(4, "big") + bytes(i & 0xFF for i in range(s.size))
+                        child.send_udp(s.dst, self.UDP_SRC_PORT, s.port, body[: max(4, s.size)],
+                                       now, src=src)  # fmt: skip
+                except GatewayError:
+                    pass  # counted as lost
+                s.pending[seq] = now
+                s.sent += 1
+                s.last_sent = now
+                s.next_at = now + (PROBE_INTERVAL if s.kind == "ping" else UDP_WAIT)
+            if s.sent == s.count and (not s.pending or now >= s.last_sent + PROBE_TIMEOUT):
+                s.done = True
+                out.append((s.kind, s.report()))
+        return out
+
+    def _current(self) -> _Series | None:
+        return next((s for s in self.series if not s.done), None)
+
+    def next_timeout(self, child: ChildCore) -> float | None:
+        if not child.attached:
+            return None
+        s = self._current()
+        if s is None:
+            return None
+        return s.next_at if s.sent < s.count else s.last_sent + PROBE_TIMEOUT
+
+
 async def attach(
     radio: Radio,
     state: ChildState,
@@ -96,6 +238,7 @@ async def attach(
     report: Callable[[str, dict[str, Any]], None] | None = None,
     duration: float | None = None,
     stop: asyncio.Event | None = None,
+    exercise: Exercise | None = None,
 ) -> ChildCore:
     """Attach (or resume the saved attachment) and stay in the network for ``duration``
     seconds (None: until ``stop`` is set). ``report(kind, fields)`` is told of every role
@@ -151,6 +294,13 @@ async def attach(
                     dirty = True
                 elif isinstance(ev, SnapshotChanged):
                     dirty = True
+                if exercise is not None:
+                    exercise.event(ev, child, loop.time())
+            if exercise is not None:
+                for kind, result in exercise.poll(child, loop.time()):
+                    if report is not None:
+                        st = child.status(loop.time())
+                        report(kind, {**st, "result": {**result, "counters": st["counters"]}})
             if child.attached and child.slaac != reported_omr:
                 reported_omr = child.slaac
                 if report is not None:
@@ -167,7 +317,8 @@ async def attach(
             if (end is not None and now >= end) or (stop is not None and stop.is_set()):
                 break
             deadline = child.next_timeout()
-            limits = [t for t in (deadline, end) if t is not None]
+            probe = exercise.next_timeout(child) if exercise is not None else None
+            limits = [t for t in (deadline, end, probe) if t is not None]
             wait = max(0.0, min(limits) - now) if limits else 1.0
             wait = min(wait, 0.5 if stop is not None else wait)
             frame = await sub.get(wait) if wait > 0 else None
@@ -195,12 +346,23 @@ def attach_cli(args: Any, state: ChildState, store: ChildStateStore | None) -> i
     def report(kind: str, st: dict[str, Any]) -> None:
         fields = {k: st[k] for k in ("role", "mode", "rloc16", "parent", "partition_id",
                                      "addresses", "ext_addr")}  # fmt: skip
+        if "result" in st:
+            fields["result"] = st["result"]
         if args.json:
             print(json.dumps({"event": kind, "t": round(time.time(), 4), **fields}), flush=True)
+        elif "result" in st:
+            r = st["result"]
+            print(f"{kind} {r['dst']}: {r['received']}/{r['sent']} answered", flush=True)
         elif not getattr(args, "quiet", False):
             parent = st["parent"]["ext_addr"] if st["parent"] else "-"
             print(f"thread: {st['role']} (rloc16 {st['rloc16'] or '-'}, parent {parent}, "
                   f"ML-EID {st['addresses']['ml_eid']})", flush=True)  # fmt: skip
+
+    try:
+        exercise = _exercise_from(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -220,6 +382,7 @@ def attach_cli(args: Any, state: ChildState, store: ChildStateStore | None) -> i
                 report=report,
                 duration=args.attach_for or None,
                 stop=stop,
+                exercise=exercise,
             )
         finally:
             await radio.close()
@@ -232,3 +395,29 @@ def attach_cli(args: Any, state: ChildState, store: ChildStateStore | None) -> i
             print(f"hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
     return 0
+
+
+def _exercise_from(args: Any) -> Exercise | None:
+    """The ``--ping``, ``--udp-send`` and ``--udp-echo`` options as an :class:`Exercise`."""
+    ping_addr = getattr(args, "ping_addr", None)
+    udp_send = getattr(args, "udp_send", None)
+    echo = getattr(args, "udp_echo", None)
+    if ping_addr is None and udp_send is None and echo is None:
+        return None
+    ping = None
+    if ping_addr is not None:
+        try:
+            ping = (ipaddress.IPv6Address(ping_addr), args.ping_count, args.ping_size)
+        except ValueError:
+            raise ValueError(f"--ping: {ping_addr!r} is not an IPv6 address") from None
+    udp = None
+    if udp_send is not None:
+        host, _, port = str(udp_send).rpartition(":")
+        try:
+            addr = ipaddress.IPv6Address(host.strip("[]"))
+            udp = (addr, int(port), args.udp_count, args.udp_size)
+            if not 1 <= udp[1] <= 65535:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"--udp-send: {udp_send!r} is not [IPv6 address]:port") from None
+    return Exercise(ping=ping, udp_send=udp, echo_port=echo)

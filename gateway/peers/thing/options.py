@@ -26,6 +26,17 @@ def attach_options(after: str, state_help: str) -> Callable[[Callable[..., Any]]
         click.option("--state", type=click.Path(path_type=Path), help=state_help),
         click.option("--attach-for", type=click.FloatRange(0), default=0.0,
                      help="stay attached this many seconds (0: until SIGTERM/SIGINT)"),
+        click.option("--ping", "ping_addr", metavar="ADDR",
+                     help="once attached, ping this IPv6 address (from an OMR address when the "
+                          "destination is off the mesh) and report the result"),
+        click.option("--ping-count", type=click.IntRange(1, 10000), default=20, show_default=True),
+        click.option("--ping-size", type=click.IntRange(0, 1232), default=8, show_default=True),
+        click.option("--udp-echo", type=click.IntRange(1, 65535), metavar="PORT",
+                     help="answer every UDP datagram to this port with the same payload"),
+        click.option("--udp-send", metavar="[ADDR]:PORT",
+                     help="once attached, send UDP datagrams here and count the echoes"),
+        click.option("--udp-size", type=click.IntRange(0, 1232), default=1200, show_default=True),
+        click.option("--udp-count", type=click.IntRange(1, 10000), default=20, show_default=True),
     ]  # fmt: skip
 
     def decorate(f: Callable[..., Any]) -> Any:

@@ -250,7 +250,10 @@ class RoutingManager:
         a valid lifetime of 0) and no Network Data entries."""
         if not self.running:
             return
-        final_rios = [RouteInfo(p, 0, PREFERENCE_LOW) for p in (*self._rios, *self._old_rios)]
+        # every RIO advertised, and our own OMR prefix even when this run has not advertised it
+        # yet (after a restart the LAN may still hold the route from the run before)
+        withdrawn = dict.fromkeys((self.omr_prefix, *self._rios, *self._old_rios))
+        final_rios = [RouteInfo(p, 0, PREFERENCE_LOW) for p in withdrawn]
         pios: list[PrefixInfo] = []
         if self._onlink_state in ("advertising", "deprecating"):
             pios.append(PrefixInfo(self.onlink_prefix, 0, 0))
