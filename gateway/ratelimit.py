@@ -13,6 +13,8 @@ from collections.abc import Hashable
 
 __all__ = ["BucketTable", "TokenBucket", "WarningLimiter"]
 
+_EPSILON = 1e-9  # refills are floating point: a token that is "almost" there is there
+
 
 class TokenBucket:
     """``rate`` tokens per second, at most ``burst``; it starts full.
@@ -43,19 +45,19 @@ class TokenBucket:
         elif now > self._last:
             self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
             self._last = now
-        if self._tokens >= n:
-            self._tokens -= n
+        if self._tokens >= n - _EPSILON:
+            self._tokens = max(0.0, self._tokens - n)
             return True
         return False
 
     def available(self, now: float, n: float = 1.0) -> bool:
         """Whether :meth:`take` would succeed at ``now`` (nothing taken)."""
-        return self._refilled(now) >= n
+        return self._refilled(now) >= n - _EPSILON
 
     def wait_time(self, now: float, n: float = 1.0) -> float:
         """Seconds from ``now`` until ``n`` tokens are there (0 when they already are)."""
         missing = n - self._refilled(now)
-        if missing <= 0:
+        if missing <= _EPSILON:
             return 0.0
         return missing / self.rate if self.rate > 0 else float("inf")
 
@@ -124,3 +126,8 @@ class WarningLimiter:
     def pending(self) -> dict[str, int]:
         """Lines held back and not yet reported by a later line."""
         return dict(self._held)
+
+    def take_pending(self) -> dict[str, int]:
+        """:meth:`pending`, now reported (a summary line says so): the counts start again."""
+        out, self._held = self._held, {}
+        return out

@@ -1374,6 +1374,16 @@ class DtlsServer(_DtlsConnection):
         else:
             raise self._unexpected(msg)
 
+    @property
+    def awaiting_final_flight(self) -> bool:
+        """The ServerHello flight is out and the client's ClientKeyExchange, CCS and Finished
+        -- the flight that earns the client its verdict on the password -- are due."""
+        return self._stage in (
+            _Stage.S_WAIT_CLIENT_KEY_EXCHANGE,
+            _Stage.S_WAIT_CCS,
+            _Stage.S_WAIT_FINISHED,
+        )
+
     def _on_change_cipher_spec(self, now: float) -> None:
         if self._stage is _Stage.S_WAIT_CCS:
             self._switch_read_epoch(now)
