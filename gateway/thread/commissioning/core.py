@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gateway.errors import CryptoError, InvalidArgument
-from gateway.ratelimit import WarningLimiter
+from gateway.ratelimit import BucketTable, WarningLimiter
 from gateway.thread.commissioning.border_agent import BorderAgent, RelayTx, SessionEvent
 from gateway.thread.commissioning.commissioner import (
     Commissioner,
@@ -118,6 +118,7 @@ class BorderRouterCore:
             "rx_mic_failures": 0,
             "discovery_requests": 0,
             "discovery_responses": 0,
+            "discovery_throttled": 0,
             "tx_frames": 0,
         }
     )
@@ -127,6 +128,9 @@ class BorderRouterCore:
     _log: list[LogLine] = field(default_factory=list)
     on_native_event: Callable[[object], None] | None = None
     warnings: WarningLimiter = field(default_factory=WarningLimiter)
+    # A joiner sends one Discovery Request per channel and scan pass (300 ms apart): a sender
+    # asking faster only makes us talk over the real joiners, so it gets 2 answers a second.
+    _discovery_answers: BucketTable = field(default_factory=lambda: BucketTable(2.0, 3.0, 64))
     _clock: float = 0.0
     _summary_due: float | None = None
 
@@ -273,6 +277,9 @@ class BorderRouterCore:
             return
         if udp.dst_port == MLE_PORT:
             self.counters["discovery_requests"] += 1
+            if not self._discovery_answers.get(dg.src_link).take(now):
+                self.counters["discovery_throttled"] += 1
+                return
             reply = answer_discovery(
                 dg,
                 NetworkInfo(
