@@ -1,12 +1,19 @@
 """The one rate limiter of the gateway: a token bucket on an explicit clock (sans-IO).
 
-Used by the Thread policer (frames per joiner and overall), the CBSB gateway session (solicited
-beacons, join requests, enrollee reports) and the reference cloud (enrollee reports per gateway).
+Used by the Thread policer (frames per joiner and overall), the border agent (handshakes started
+and wrong-PSKc verdicts, per source address and in all), the CBSB gateway session (solicited
+beacons, join requests, enrollee reports), the reference cloud (enrollee reports per gateway)
+and, through :class:`WarningLimiter`, the journal lines that remote peers can cause.
 """
 
 from __future__ import annotations
 
-__all__ = ["TokenBucket"]
+from collections import OrderedDict
+from collections.abc import Hashable
+
+__all__ = ["BucketTable", "TokenBucket", "WarningLimiter"]
+
+_EPSILON = 1e-9  # refills are floating point: a token that is "almost" there is there
 
 
 class TokenBucket:
@@ -38,7 +45,89 @@ class TokenBucket:
         elif now > self._last:
             self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
             self._last = now
-        if self._tokens >= n:
-            self._tokens -= n
+        if self._tokens >= n - _EPSILON:
+            self._tokens = max(0.0, self._tokens - n)
             return True
         return False
+
+    def available(self, now: float, n: float = 1.0) -> bool:
+        """Whether :meth:`take` would succeed at ``now`` (nothing taken)."""
+        return self._refilled(now) >= n - _EPSILON
+
+    def wait_time(self, now: float, n: float = 1.0) -> float:
+        """Seconds from ``now`` until ``n`` tokens are there (0 when they already are)."""
+        missing = n - self._refilled(now)
+        if missing <= _EPSILON:
+            return 0.0
+        return missing / self.rate if self.rate > 0 else float("inf")
+
+    def _refilled(self, now: float) -> float:
+        if self._last is None or now <= self._last:
+            return self._tokens
+        return min(self.burst, self._tokens + (now - self._last) * self.rate)
+
+
+class BucketTable:
+    """One :class:`TokenBucket` per key (a source address, a joiner), at most ``max_keys`` of
+    them: the least recently used is forgotten first (its owner starts again with a full
+    bucket, so keep ``max_keys`` above the number of sources a limit must hold)."""
+
+    __slots__ = ("_buckets", "burst", "max_keys", "rate")
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 256) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def get(self, key: Hashable) -> TokenBucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = TokenBucket(self.rate, self.burst)
+            self._buckets[key] = bucket
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket
+
+    def peek(self, key: Hashable) -> TokenBucket | None:
+        return self._buckets.get(key)
+
+    def forget(self, key: Hashable) -> None:
+        self._buckets.pop(key, None)
+
+
+class WarningLimiter:
+    """Bounds the journal lines a remote peer can cause: per category (e.g. "a DTLS handshake
+    failed"), a burst of ``burst`` lines and then ``rate`` per second. A line that passes after
+    some were held back says how many (:meth:`admit` returns that count); :attr:`suppressed`
+    totals them per category for ``gwctl status``."""
+
+    __slots__ = ("_buckets", "_held", "suppressed")
+
+    def __init__(self, rate: float = 1 / 10, burst: float = 5, max_categories: int = 64) -> None:
+        self._buckets = BucketTable(rate, burst, max_categories)
+        self._held: dict[str, int] = {}
+        self.suppressed: dict[str, int] = {}
+
+    def admit(self, category: str, now: float) -> int | None:
+        """``None``: hold this line back (counted); else the number held back since the last
+        line of this category that passed (log it with the line)."""
+        if self._buckets.get(category).take(now):
+            return self._held.pop(category, 0)
+        self._held[category] = self._held.get(category, 0) + 1
+        self.suppressed[category] = self.suppressed.get(category, 0) + 1
+        return None
+
+    def pending(self) -> dict[str, int]:
+        """Lines held back and not yet reported by a later line."""
+        return dict(self._held)
+
+    def take_pending(self) -> dict[str, int]:
+        """:meth:`pending`, now reported (a summary line says so): the counts start again."""
+        out, self._held = self._held, {}
+        return out

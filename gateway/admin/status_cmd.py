@@ -71,6 +71,7 @@ def build_status(paths: Paths, answers: dict[str, Answer]) -> dict[str, Any]:
             doc["thread"]["role"] = role
     else:
         doc["thread"] = _thread_from_state(paths)
+    doc["guard"] = _guard(br)
     sessions: dict[str, Any] = {}
     for svc in ("border-router", "group-owner"):
         st = running.get(svc, {})
@@ -109,6 +110,35 @@ def status(timeout: float, as_json: bool) -> None:
             )
         output.error(err.message, err.hint)
         sys.exit(err.exit_code)
+
+
+_GUARD_COUNTERS = (
+    "pskc_wrong",
+    "pskc_verdicts_withheld",
+    "pskc_flights_held",
+    "handshakes_throttled",
+    "handshakes_evicted",
+    "sessions_refused",
+    "requests_refused",
+    "dtls_bad_records",
+)
+
+
+def _guard(br: dict[str, Any]) -> dict[str, Any] | None:
+    """What the border router held back from remote peers (issue 16): border agent limits and
+    warnings kept out of the journal."""
+    comm = br.get("commissioning")
+    if not isinstance(comm, dict):
+        return None
+    counters = comm.get("border_agent", {}).get("counters", {})
+    native = comm.get("native_commissioner") or {}
+    return {
+        "border_agent": {k: counters.get(k, 0) for k in _GUARD_COUNTERS},
+        "wrong_pskd": (native.get("counters") or {}).get("wrong_pskd", 0),
+        "pskd_rate_limited": (native.get("counters") or {}).get("rate_limited", 0),
+        "discovery_throttled": comm.get("counters", {}).get("discovery_throttled", 0),
+        "warnings_suppressed": comm.get("warnings_suppressed", {}),
+    }
 
 
 def _print_status(doc: dict[str, Any]) -> None:
@@ -161,6 +191,15 @@ def _print_status(doc: dict[str, Any]) -> None:
         print(f"{st('uplink', output.BOLD):8} not reported")
     else:
         print(f"{st('uplink', output.BOLD):8} {_uplink_text(n['uplink'])}")
+    g = doc.get("guard")
+    if g is not None:
+        b = g["border_agent"]
+        suppressed = sum(g["warnings_suppressed"].values())
+        print(f"{st('guard', output.BOLD):8} wrong PSKc {b['pskc_wrong']} (withheld "
+              f"{b['pskc_verdicts_withheld']}, held {b['pskc_flights_held']}), handshakes "
+              f"throttled {b['handshakes_throttled']}, evicted {b['handshakes_evicted']}, "
+              f"refused requests {b['requests_refused']}, wrong PSKd {g['wrong_pskd']}, "
+              f"warnings suppressed {suppressed}")  # fmt: skip
     s = doc["sessions"]
     if not s:
         print(f"{st('sessions', output.BOLD):8} none reported")

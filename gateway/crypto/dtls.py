@@ -564,6 +564,11 @@ class _DtlsConnection:
         self._pending_read_cipher: CcmRecordCipher | None = None
         self._replay = ReplayWindow(64)
         self._early_records: list[DtlsRecord] = []
+        # True from the moment the read epoch switches while a datagram's own records are being
+        # read until that datagram's next protected record: that record is where the peer's
+        # Finished is (the Finished follows the CCS in one datagram, in Mbed TLS and here).
+        self._finished_slot = False
+        self.bad_records = 0  # protected records dropped because they did not authenticate
         self._early_app_data: list[bytes] = []
         self._ccs_pending = False
         # handshake layer
@@ -658,6 +663,7 @@ class _DtlsConnection:
         records, _ = parse_datagram_prefix(bytes(data))
         self._retransmit_wanted = False
         self._flight_sent = False
+        self._finished_slot = False
         try:
             for rec in records:
                 if not self._active():
@@ -751,11 +757,17 @@ class _DtlsConnection:
         else:
             if rec.version != DTLS_1_2:
                 return None
+            finished_slot, self._finished_slot = self._finished_slot, False
             try:
                 plaintext = cipher.decrypt(rec)
             except BadRecordMac:
-                if self._stage in _WAITING_FOR_FINISHED:
-                    # As Mbed TLS: a bad MAC where the Finished is due means the keys differ.
+                if (
+                    finished_slot
+                    and self._stage in _WAITING_FOR_FINISHED
+                    and rec.content_type == CONTENT_HANDSHAKE
+                ):
+                    # The record that follows the peer's CCS in the same datagram is its
+                    # Finished; a bad MAC there means the keys differ (as Mbed TLS decides).
                     raise _Abort(
                         DtlsAuthenticationError(
                             "the peer's Finished record failed authentication (wrong password?)",
@@ -763,6 +775,10 @@ class _DtlsConnection:
                         ),
                         ALERT_BAD_RECORD_MAC,
                     ) from None
+                # Anything else that does not authenticate -- records that arrived before the
+                # epoch began, or in a datagram of their own -- may be forged by anyone who can
+                # send to us (joiner traffic is unsecured on the air): dropped, never an end.
+                self.bad_records += 1
                 return None
         self._replay.mark(rec.sequence_number)
         return plaintext
@@ -792,10 +808,14 @@ class _DtlsConnection:
         self._ccs_pending = False
         self._stage = _Stage.C_WAIT_FINISHED if self._role == "client" else _Stage.S_WAIT_FINISHED
         early, self._early_records = self._early_records, []
+        # Records buffered before the epoch began are verified now; one that does not
+        # authenticate is dropped (it cannot be the Finished of this datagram's CCS).
         for rec in early:
             if self._stage not in (_Stage.C_WAIT_FINISHED, _Stage.S_WAIT_FINISHED, _Stage.DONE):
                 break
+            self._finished_slot = False
             self._receive_record(rec, now)
+        self._finished_slot = self._stage in _WAITING_FOR_FINISHED
 
     # -- handshake layer -----------------------------------------------------------------------
 
@@ -1353,6 +1373,16 @@ class DtlsServer(_DtlsConnection):
             self._complete()
         else:
             raise self._unexpected(msg)
+
+    @property
+    def awaiting_final_flight(self) -> bool:
+        """The ServerHello flight is out and the client's ClientKeyExchange, CCS and Finished
+        -- the flight that earns the client its verdict on the password -- are due."""
+        return self._stage in (
+            _Stage.S_WAIT_CLIENT_KEY_EXCHANGE,
+            _Stage.S_WAIT_CCS,
+            _Stage.S_WAIT_FINISHED,
+        )
 
     def _on_change_cipher_spec(self, now: float) -> None:
         if self._stage is _Stage.S_WAIT_CCS:

@@ -132,10 +132,12 @@ class UnsecuredPolicer:
         if not isinstance(src, ExtAddress):
             return self._count(Verdict.NOT_EXTENDED)
         assert self._global is not None
-        if not self._global.take(now):
-            return self._count(Verdict.RATE_GLOBAL)
+        # The sender's own bucket first: one source flooding (Discovery or Parent Requests,
+        # forged DTLS records) spends its own budget, not the one every joiner shares.
         if not self._bucket(src).take(now):
             return self._count(Verdict.RATE_JOINER)
+        if not self._global.take(now):
+            return self._count(Verdict.RATE_GLOBAL)
         self._expire(now)
         try:
             lf = parse_lowpan_frame(frame.payload)

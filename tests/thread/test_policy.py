@@ -120,7 +120,10 @@ def test_rate_limits_per_joiner_and_global() -> None:
     assert [check(p, f1) for _ in range(6)][-2:] == [Verdict.ACCEPT, Verdict.RATE_JOINER]
     assert check(p, discovery(joiner(2))) is Verdict.ACCEPT
     assert check(p, discovery(joiner(3))) is Verdict.ACCEPT
-    assert check(p, discovery(joiner(4))) is Verdict.RATE_GLOBAL
+    # joiner 1's refused frame took nothing from the shared budget (issue 16; before, it did
+    # and joiner 4 was refused here)
+    assert check(p, discovery(joiner(4))) is Verdict.ACCEPT
+    assert check(p, discovery(joiner(5))) is Verdict.RATE_GLOBAL
     assert check(p, f1, now=1.0) is Verdict.ACCEPT  # the buckets refill with time
 
 
@@ -156,3 +159,19 @@ def test_hostile_frames_get_a_verdict_never_an_exception(payload: bytes, allowed
         FrameType.DATA, dst=ROUTER, dst_pan=PAN, src=joiner(1), src_pan=PAN, payload=payload
     )
     assert isinstance(check(p, frame, allowed=allowed), Verdict)
+
+
+def test_one_flooding_source_does_not_starve_the_others() -> None:
+    """Issue 16: a sender flooding Discovery Requests at full rate spends only its own bucket.
+    Fails on the code before the fix (the global bucket was taken first, so the flood drained
+    it and the real joiner was refused with RATE_GLOBAL)."""
+    p = UnsecuredPolicer(PolicerConfig())
+    flood = discovery(joiner(9))
+    real = discovery(joiner(1))
+    verdicts = []
+    for i in range(2000):  # 2000 frames/s from the attacker for 1 s, a real frame every 50 ms
+        now = i / 2000
+        check(p, flood, now=now)
+        if i % 100 == 0:
+            verdicts.append(check(p, real, now=now))
+    assert verdicts == [Verdict.ACCEPT] * len(verdicts)

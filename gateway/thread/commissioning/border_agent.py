@@ -16,9 +16,19 @@ Fact sheet §2.3, §4.2, §4.6 (OpenThread ``src/core/meshcop/border_agent.cpp``
 * UDP_TX carries TMF messages for the Leader ALOC (MGMT_COMMISSIONER_SET, ...); the leader's
   answers come back as UDP_RX from the Leader ALOC. Destinations we do not serve are counted
   and dropped (there is no other Thread node to route to until MLE attach exists);
-* MGMT_ACTIVE_GET, MGMT_PENDING_GET and MGMT_COMMISSIONER_GET are answered directly, for any
-  connected session; MGMT_COMMISSIONER_SET sent directly (not tunnelled, as commissioners did
-  before OpenThread's PR #10652) is served for the active commissioner.
+* MGMT_ACTIVE_GET, MGMT_PENDING_GET and MGMT_COMMISSIONER_GET are answered directly, but only
+  to the active commissioner's session (OpenThread answers any connected session; we do not:
+  a session that has not petitioned gets 4.01 Unauthorized and no Network Key); like OpenThread
+  the direct answer ignores the Security Policy's O bit, the leader behind the UDP proxy does
+  not. MGMT_COMMISSIONER_SET sent directly (not tunnelled, as commissioners did before
+  OpenThread's PR #10652) is served for the active commissioner.
+
+What an attacker on the LAN can do is bounded (:class:`BaLimits`, issue 16): new handshakes per
+source address and in all (token buckets), handshakes in progress per source and in all (the
+oldest unconnected session of the busiest source is evicted first, connected sessions never),
+and wrong-PSKc verdicts: a source gets a burst of 5 and then 10 a minute -- past that its final
+flights wait, unread, until its bucket refills -- and past the same budget in all the verdict of
+a wrong guess is withheld (the session ends without an alert) while a right one is let in.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from gateway.crypto.dtls import (
     ConnectionClosed,
     ConnectionFailed,
     CookieJar,
+    DtlsAuthenticationError,
     DtlsConfig,
     DtlsError,
     DtlsServer,
@@ -42,6 +53,7 @@ from gateway.crypto.dtls import (
     check_client_hello,
 )
 from gateway.errors import InvalidArgument, ParseError
+from gateway.ratelimit import BucketTable, TokenBucket
 from gateway.thread.coap import CoapEndpoint
 from gateway.thread.commissioning.leader import CommissioningLeader, filter_get
 from gateway.wire.coap import TMF_PORT, CoapCode, MessageType, TmfMessage, TmfUri
@@ -59,6 +71,7 @@ from gateway.wire.tlv import Tlv, first_of
 
 __all__ = [
     "ALOC16_LEADER",
+    "BaLimits",
     "BorderAgent",
     "RelayTx",
     "SessionEvent",
@@ -84,6 +97,42 @@ def commissioner_aloc16(session_id: int) -> int:
 
 
 Peer = Hashable
+
+
+def source_of(peer: Peer) -> Hashable:
+    """The source address of a peer (``(host, port, ...)`` -> host): the limits are per address,
+    since one host has as many ports as it likes."""
+    if isinstance(peer, tuple) and peer:
+        host: Hashable = peer[0]
+        return host
+    return peer
+
+
+@dataclass(frozen=True)
+class BaLimits:
+    """What one LAN host, and all of them together, can make the border agent do.
+
+    ``pskc_burst``/``pskc_rate`` bound the wrong-PSKc verdicts (per source and in all; the
+    PSKd limits of the commissioner are the model); ``handshake_*`` the new DTLS handshakes (each
+    costs EC-JPAKE work); ``max_handshakes*`` the sessions still handshaking."""
+
+    pskc_burst: float = 5
+    pskc_rate: float = 10 / 60
+    handshake_burst: float = 5
+    handshake_rate: float = 1.0  # per source, per second
+    global_handshake_burst: float = 20
+    global_handshake_rate: float = 5.0
+    max_handshakes_per_source: int = 2
+    max_handshakes: int = 4
+    max_sources_tracked: int = 1024
+
+    def __post_init__(self) -> None:
+        if min(self.pskc_burst, self.handshake_burst, self.global_handshake_burst) < 1:
+            raise InvalidArgument("border agent bursts must be at least 1")
+        if min(self.pskc_rate, self.handshake_rate, self.global_handshake_rate) <= 0:
+            raise InvalidArgument("border agent rates must be positive")
+        if min(self.max_handshakes_per_source, self.max_handshakes) < 1:
+            raise InvalidArgument("border agent handshake limits must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -118,6 +167,12 @@ class _Session:
     connected: bool = False
     commissioner_id: str | None = None
     session_id: int | None = None
+    held: bytes | None = None  # a final flight waiting for its source's PSKc budget
+    held_until: float = 0.0
+
+    @property
+    def source(self) -> Hashable:
+        return source_of(self.peer)
 
     @property
     def local(self) -> bool:
@@ -134,12 +189,19 @@ class BorderAgent:
     session_timeout: float = SESSION_TIMEOUT
     max_sessions: int = 8
     dtls_config: DtlsConfig | None = None
+    limits: BaLimits = field(default_factory=BaLimits)
     counters: dict[str, int] = field(
         default_factory=lambda: {
             "dtls_hello_verify": 0,
             "dtls_sessions": 0,
             "dtls_failures": 0,
             "sessions_refused": 0,
+            "handshakes_throttled": 0,
+            "handshakes_evicted": 0,
+            "pskc_wrong": 0,
+            "pskc_verdicts_withheld": 0,
+            "pskc_flights_held": 0,
+            "dtls_bad_records": 0,
             "relay_rx_forwarded": 0,
             "relay_rx_no_commissioner": 0,
             "relay_tx": 0,
@@ -153,11 +215,21 @@ class BorderAgent:
     _datagrams: list[tuple[Peer, bytes]] = field(default_factory=list)
     _local_out: list[tuple[Peer, TmfMessage]] = field(default_factory=list)
     _events: list[BaEvent] = field(default_factory=list)
+    _hs_per_source: BucketTable = field(init=False)
+    _hs_global: TokenBucket = field(init=False)
+    _pskc_per_source: BucketTable = field(init=False)
+    _pskc_global: TokenBucket = field(init=False)
 
     def __post_init__(self) -> None:
         if len(self.pskc) != 16:
             raise InvalidArgument("the PSKc is 16 bytes")
         self._cookies = CookieJar(rng=self.rng.randbytes)
+        lim = self.limits
+        n = lim.max_sources_tracked
+        self._hs_per_source = BucketTable(lim.handshake_rate, lim.handshake_burst, n)
+        self._hs_global = TokenBucket(lim.global_handshake_rate, lim.global_handshake_burst)
+        self._pskc_per_source = BucketTable(lim.pskc_rate, lim.pskc_burst, n)
+        self._pskc_global = TokenBucket(lim.pskc_rate, lim.pskc_burst)
 
     def __repr__(self) -> str:
         return f"BorderAgent(sessions={len(self._sessions)})"
@@ -246,8 +318,7 @@ class BorderAgent:
                 return
             if check.verdict != "verified":
                 return
-            if len(self._sessions) >= self.max_sessions:
-                self.counters["sessions_refused"] += 1
+            if not self._admit_handshake(source_of(peer), now):
                 return
             try:
                 server = DtlsServer(
@@ -262,8 +333,73 @@ class BorderAgent:
             s = _Session(peer, server, CoapEndpoint(rng=self.rng), now, None)
             self._sessions[peer] = s
         assert s.dtls is not None
+        if (
+            not s.connected
+            and s.dtls.awaiting_final_flight
+            and not self._pskc_per_source.get(s.source).available(now)
+        ):
+            # This source has had its wrong-PSKc verdicts for now: its final flight waits,
+            # unread (and costs no EC-JPAKE work), until the source's budget refills.
+            s.held = data
+            s.held_until = now + self._pskc_per_source.get(s.source).wait_time(now)
+            self.counters["pskc_flights_held"] += 1
+            return
+        self._feed(s, data, now)
+
+    def _feed(self, s: _Session, data: bytes, now: float) -> None:
+        assert s.dtls is not None
+        before = s.dtls.bad_records
         s.dtls.receive_datagram(data, now)
+        self.counters["dtls_bad_records"] += s.dtls.bad_records - before
         self._after_dtls(s, now)
+
+    def _handshaking(self) -> list[_Session]:
+        return [x for x in self._sessions.values() if not x.connected and x.dtls is not None]
+
+    def _admit_handshake(self, source: Hashable, now: float) -> bool:
+        """Room and budget for one more DTLS handshake from ``source``; evicts the oldest
+        unconnected session of the busiest source when the tables are full."""
+        lim = self.limits
+        if not self._hs_per_source.get(source).take(now) or not self._hs_global.take(now):
+            self.counters["handshakes_throttled"] += 1
+            return False
+        pending = self._handshaking()
+        mine = [x for x in pending if x.source == source]
+        victim: _Session | None = None
+        if len(mine) >= lim.max_handshakes_per_source:
+            victim = min(mine, key=lambda x: x.created)
+        elif pending and (
+            len(pending) >= lim.max_handshakes or len(self._sessions) >= self.max_sessions
+        ):
+            counts: dict[Hashable, int] = {}
+            for x in pending:
+                counts[x.source] = counts.get(x.source, 0) + 1
+            busiest = max(counts.values())
+            victim = min(
+                (x for x in pending if counts[x.source] == busiest), key=lambda x: x.created
+            )
+        if victim is not None:
+            self.counters["handshakes_evicted"] += 1
+            self._drop(victim)
+        if len(self._sessions) >= self.max_sessions:  # every session is connected
+            self.counters["sessions_refused"] += 1
+            return False
+        return True
+
+    def _drop(self, s: _Session) -> None:
+        """End an unconnected session quietly (no alert, no event: it never was a session)."""
+        self._sessions.pop(s.peer, None)
+        if s.dtls is not None:
+            s.dtls.close()
+            s.dtls.datagrams_to_send()
+
+    def _judge_wrong_pskc(self, s: _Session, now: float) -> bool:
+        """A wrong-PSKc verdict is due for ``s``: whether it may be told (its alert sent)."""
+        if not self._pskc_per_source.get(s.source).take(now) or not self._pskc_global.take(now):
+            self.counters["pskc_verdicts_withheld"] += 1
+            return False
+        self.counters["pskc_wrong"] += 1
+        return True
 
     def _after_dtls(self, s: _Session, now: float) -> None:
         assert s.dtls is not None
@@ -281,9 +417,15 @@ class BorderAgent:
                 self._handle(s, msg, now)
             elif isinstance(ev, ConnectionClosed | ConnectionFailed):
                 detail = ev.error.message if isinstance(ev, ConnectionFailed) else "peer closed"
+                tell = True
                 if isinstance(ev, ConnectionFailed):
                     self.counters["dtls_failures"] += 1
-                self._flush(s)
+                    if isinstance(ev.error, DtlsAuthenticationError):
+                        tell = self._judge_wrong_pskc(s, now)
+                if tell:
+                    self._flush(s)
+                elif s.dtls is not None:
+                    s.dtls.datagrams_to_send()  # the alert is withheld
                 self._sessions.pop(s.peer, None)
                 self._resign_if_active(s, now)
                 kind = "failed" if isinstance(ev, ConnectionFailed) else "closed"
@@ -379,6 +521,11 @@ class BorderAgent:
             )
             return
         if uri in (TmfUri.MGMT_ACTIVE_GET, TmfUri.MGMT_PENDING_GET, TmfUri.MGMT_COMMISSIONER_GET):
+            if self._active_session() is not s:
+                # Knowing the PSKc is not enough to read the Network Key: petition first.
+                self.counters["requests_refused"] += 1
+                self._reply(s, msg, [], now, code=CoapCode.UNAUTHORIZED)
+                return
             try:
                 if uri is TmfUri.MGMT_ACTIVE_GET:
                     out = filter_get(self.active_dataset().to_tlvs(), msg.payload)
@@ -481,6 +628,8 @@ class BorderAgent:
                 t = s.dtls.next_timeout()
                 if t is not None:
                     times.append(t)
+            if s.held is not None:
+                times.append(s.held_until)
         lt = self.leader.next_timeout()
         if lt is not None:
             times.append(lt)
@@ -502,6 +651,15 @@ class BorderAgent:
                         )  # fmt: skip
                     )
         for s in list(self._sessions.values()):
+            if s.held is not None and now >= s.held_until:
+                bucket = self._pskc_per_source.get(s.source)
+                if bucket.available(now):
+                    held, s.held = s.held, None
+                    self._feed(s, held, now)
+                    if s.peer not in self._sessions:
+                        continue
+                else:  # another session of the source took the token first
+                    s.held_until = now + bucket.wait_time(now)
             if s.dtls is not None:
                 s.dtls.handle_timeout(now)
                 self._after_dtls(s, now)

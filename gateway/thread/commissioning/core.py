@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gateway.errors import CryptoError, InvalidArgument
+from gateway.ratelimit import BucketTable, WarningLimiter
 from gateway.thread.commissioning.border_agent import BorderAgent, RelayTx, SessionEvent
 from gateway.thread.commissioning.commissioner import (
     Commissioner,
@@ -55,6 +56,17 @@ from gateway.wire.mle import MLE_PORT
 __all__ = ["BorderRouterCore", "LogLine", "OutFrame"]
 
 NATIVE_PEER: Final = ("native", "commissioner")
+SUPPRESSED_SUMMARY_EVERY: Final = 60.0  # seconds between "... suppressed" journal lines
+
+
+def _warning_category(event: object, text: str) -> str:
+    """Warnings of one category share a journal budget (they are what a remote peer repeats)."""
+    if isinstance(event, SessionEvent):
+        return f"border agent: {event.kind}"
+    if isinstance(event, JoinerEvent):
+        err = type(event.error).__name__ if event.error is not None else ""
+        return f"joiner {event.kind} {err}".strip()
+    return text.split(":", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,7 @@ class BorderRouterCore:
             "rx_mic_failures": 0,
             "discovery_requests": 0,
             "discovery_responses": 0,
+            "discovery_throttled": 0,
             "tx_frames": 0,
         }
     )
@@ -114,6 +127,12 @@ class BorderRouterCore:
     _scheduled: list[_Scheduled] = field(default_factory=list)
     _log: list[LogLine] = field(default_factory=list)
     on_native_event: Callable[[object], None] | None = None
+    warnings: WarningLimiter = field(default_factory=WarningLimiter)
+    # A joiner sends one Discovery Request per channel and scan pass (300 ms apart): a sender
+    # asking faster only makes us talk over the real joiners, so it gets 2 answers a second.
+    _discovery_answers: BucketTable = field(default_factory=lambda: BucketTable(2.0, 3.0, 64))
+    _clock: float = 0.0
+    _summary_due: float | None = None
 
     def __post_init__(self) -> None:
         if not self.dataset.is_complete:
@@ -171,7 +190,24 @@ class BorderRouterCore:
         return out
 
     def _say(self, text: str, level: str = "info", event: object = None) -> None:
+        if level == "warning":
+            held = self.warnings.admit(_warning_category(event, text), self._clock)
+            if held is None:  # counted; reported by the next line or the periodic summary
+                if self._summary_due is None:
+                    self._summary_due = self._clock + SUPPRESSED_SUMMARY_EVERY
+                return
+            if held:
+                text += f" ({held} more like this suppressed)"
         self._log.append(LogLine(level, text, event))
+
+    def _summarise_suppressed(self, now: float) -> None:
+        if self._summary_due is None or now < self._summary_due:
+            return
+        pending = self.warnings.take_pending()
+        self._summary_due = None
+        if pending:
+            parts = ", ".join(f"{n} x '{cat}'" for cat, n in sorted(pending.items()))
+            self._log.append(LogLine("warning", f"suppressed warnings: {parts}"))
 
     # -- radio input ----------------------------------------------------------------------------
 
@@ -187,6 +223,7 @@ class BorderRouterCore:
     ) -> Verdict | None:
         """One received frame (``frame`` as on the air; ``plain`` its plaintext when the radio
         service removed the security). Returns the policer's verdict for unsecured frames."""
+        self._clock = max(self._clock, now)
         self.counters["rx_frames"] += 1
         sec = classify_security(frame)
         if sec is None:
@@ -240,6 +277,9 @@ class BorderRouterCore:
             return
         if udp.dst_port == MLE_PORT:
             self.counters["discovery_requests"] += 1
+            if not self._discovery_answers.get(dg.src_link).take(now):
+                self.counters["discovery_throttled"] += 1
+                return
             reply = answer_discovery(
                 dg,
                 NetworkInfo(
@@ -277,6 +317,7 @@ class BorderRouterCore:
     # -- border agent ---------------------------------------------------------------------------
 
     def ba_datagram_received(self, peer: Any, transport_id: bytes, data: bytes, now: float) -> None:
+        self._clock = max(self._clock, now)
         self.border_agent.datagram_received(peer, transport_id, data, now)
         self._flush_ba(now)
 
@@ -357,6 +398,7 @@ class BorderRouterCore:
         self._flush_ba(now)
 
     def pump_native(self, now: float) -> None:
+        self._clock = max(self._clock, now)
         c = self.native
         if c is None:
             return
@@ -408,6 +450,8 @@ class BorderRouterCore:
 
     def next_timeout(self) -> float | None:
         times = [s.due for s in self._scheduled]
+        if self._summary_due is not None:
+            times.append(self._summary_due)
         for t in (
             self.border_agent.next_timeout(),
             self.joiner_router.next_timeout(),
@@ -418,6 +462,8 @@ class BorderRouterCore:
         return min(times, default=None)
 
     def poll(self, now: float) -> None:
+        self._clock = max(self._clock, now)
+        self._summarise_suppressed(now)
         due = [s for s in self._scheduled if s.due <= now]
         self._scheduled = [s for s in self._scheduled if s.due > now]
         for sched in sorted(due, key=lambda x: x.due):
@@ -460,6 +506,7 @@ class BorderRouterCore:
             },
             "joiner_router": self.joiner_router.stats(),
             "policer": self.policer.stats(),
+            "warnings_suppressed": dict(self.warnings.suppressed),
             "link": self.link.stats(),
             "counters": dict(self.counters),
         }

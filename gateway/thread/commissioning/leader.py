@@ -33,6 +33,7 @@ from gateway.wire.meshcop import (
     GetTlv,
     JoinerUdpPortTlv,
     MeshcopTlv,
+    MeshcopTlvType,
     State,
     StateTlv,
     SteeringDataTlv,
@@ -286,4 +287,9 @@ class CommissioningLeader:
             out = filter_get(active_dataset.to_tlvs(), request.payload)
         except ParseError:
             return tmf_response(request, (), code=CoapCode.BAD_REQUEST, mid=mid)
+        policy = active_dataset.security_policy
+        if policy is not None and not policy.obtain_network_key:
+            # As OpenThread's leader (DatasetManager::ProcessGetRequest with the Security Policy
+            # checked): without the O bit the Network Key is not handed out over TMF.
+            out = [t for t in out if t.type != MeshcopTlvType.NETWORK_KEY]
         return tmf_response(request, out, mid=mid)
