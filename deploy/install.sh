@@ -305,6 +305,12 @@ if [ -e "$CONFIG" ]; then
 else
     install -m 0644 -o root -g root "$src/deploy/gateway.toml.example" "$CONFIG"
     note installed "$CONFIG" "from deploy/gateway.toml.example"
+    # border routing on the interface of the default route (the uplink), when there is one
+    lan_if=$(ip -o route show default 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit } }' || true)
+    if [ -n "$lan_if" ] && printf '%s' "$lan_if" | grep -Eq '^[A-Za-z0-9._-]{1,15}$'; then
+        sed -i "s/^#infra_interface = \"\" .*/infra_interface = \"$lan_if\"              # set by the installer: the uplink/" "$CONFIG"
+        note edited "$CONFIG" "border routing on $lan_if ([border_router] infra_interface)"
+    fi
 fi
 tmp_default=$(mktemp)
 if [ -f "$DEFAULTS" ]; then cp "$DEFAULTS" "$tmp_default"; else cp "$src/deploy/gateway.default" "$tmp_default"; fi

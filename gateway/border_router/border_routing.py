@@ -21,6 +21,7 @@ from typing import Any
 
 from gateway.border_router import linux
 from gateway.errors import ParseError, StateError
+from gateway.ratelimit import BucketTable
 from gateway.runtime.state import JsonState
 from gateway.thread.border.routing import (
     PublishPrefixes,
@@ -40,6 +41,12 @@ LOG = logging.getLogger(__name__)
 Net = ipaddress.IPv6Network
 MLE_PORT = 19788
 STATE_FILE = "border-routing.json"
+# What the LAN may put on the air: at most HOST_BACKLOG frames of the radio's transmit queue (the
+# rest stays for commissioning, MLE and the mesh's own traffic), and per destination address a
+# burst of HOST_BURST packets, then HOST_RATE a second (the air carries ~20 full-size ones).
+HOST_BACKLOG = 256
+HOST_RATE = 50.0
+HOST_BURST = 32.0
 
 
 def load_or_create_ula(path: Path) -> Net:
@@ -78,6 +85,7 @@ class BorderRouting:
         now: Callable[[], float],
         changed: Callable[[], None],
         spawn: Callable[[Any, str], object],
+        tx_backlog: Callable[[], int] = lambda: 0,
     ) -> None:
         self.net = net
         self.lan_if = lan_if
@@ -85,6 +93,8 @@ class BorderRouting:
         self.changed = changed
         self.spawn = spawn
         self.counters: Counter[str] = Counter()
+        self.tx_backlog = tx_backlog
+        self._per_dst = BucketTable(HOST_RATE, HOST_BURST, max_keys=1024)
         self.ula = load_or_create_ula(state_dir / STATE_FILE)
         self.tun = linux.ThreadInterface(thread_if, self._from_kernel)
         self.nd = linux.LanNeighborDiscovery(lan_if, self._from_lan)
@@ -219,6 +229,12 @@ class BorderRouting:
         reason = _refuse_from_host(pkt)
         if reason is not None:
             self.counters[f"from_host_{reason}"] += 1
+            return
+        if self.tx_backlog() >= HOST_BACKLOG:
+            self.counters["from_host_queue_full"] += 1
+            return
+        if not self._per_dst.get(pkt.dst).take(self.now()):
+            self.counters["from_host_rate_limited"] += 1
             return
         try:
             verdict = self.net.send_ip6(pkt, self.now())

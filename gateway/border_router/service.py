@@ -242,7 +242,7 @@ class BorderRouterService(Service):
         border = BorderRouting(
             net, lan_if=br.infra_interface, thread_if=br.thread_interface,
             state_dir=self.state_dir, ext_pan_id=ds.ext_pan_id or bytes(8), now=self._now,
-            changed=self._flush_network_soon, spawn=self.spawn,
+            changed=self._flush_network_soon, spawn=self.spawn, tx_backlog=self._txq.qsize,
         )  # fmt: skip
         await border.open()
         self.border = border
