@@ -62,8 +62,6 @@ HEALTH_PERIOD_S = 0.5
 # emulated chip's thread shares the interpreter with this driver, so on a loaded host it can
 # finish its frame many milliseconds late (a 2-core machine, 10 fragmented pings per second).
 BUSY_WAIT_S = 0.015
-# the pause in receive before a retry round: 2 ms plus up to 10 ms per round, at random
-RETRY_PAUSE_S = (0.002, 0.010)
 _RNG = random.SystemRandom()
 BUSY_POLL_S = 0.0002
 BUSY_STATES = (State.BUSY_RX, State.BUSY_RX_AACK, State.BUSY_TX, State.BUSY_TX_ARET)
@@ -103,11 +101,13 @@ class _Config:
     max_csma_retries: int = 4
     min_be: int = 3
     max_be: int = 5
-    # After the chip's own retries end without an ACK: this many more rounds, each after a
+    # After the chip's own retries end without an ACK (and the caller did not set its own retry
+    # count): this many more rounds, each after a
     # random pause in receive (OpenThread's retransmission delay on radios that retry in
     # software). The chip is deaf in TX_ARET, so two nodes that send to each other at once
     # would otherwise spend every hardware retry on each other's deaf receivers.
     retry_rounds: int = 1
+    retry_pause_s: tuple[float, float] = (0.002, 0.010)  # min, then up to this much per round
 
 
 class At86rf233Radio(Radio):
@@ -775,14 +775,15 @@ class At86rf233Radio(Radio):
         try:
             async with self._mode:
                 result = await self._guarded(lambda: self._tx_once(frame, csma, retries, basic))
-            rounds = 0 if basic or retries == 0 else self._cfg.retry_rounds
+            rounds = 0 if basic or retries is not None else self._cfg.retry_rounds
             spent = result.frame_retries
             for n in range(rounds):
                 if result.status is not TxStatus.NO_ACK:
                     break
                 async with self._mode:
                     await self._guarded(self._listen_op)  # hear (and ACK) a peer meanwhile
-                await asyncio.sleep(RETRY_PAUSE_S[0] + _RNG.random() * RETRY_PAUSE_S[1] * (n + 1))
+                low, span = self._cfg.retry_pause_s
+                await asyncio.sleep(low + _RNG.random() * span * (n + 1))
                 async with self._mode:
                     result = await self._guarded(lambda: self._tx_once(frame, csma, retries, basic))
                 spent += 1 + result.frame_retries

@@ -9,7 +9,7 @@ URL parameters (all optional): ``node`` (1..33, default 1), ``air=otsim``, ``por
 ``seed``, ``pcap`` (capture this radio's air traffic), ``part`` (PART_NUM to report, to emulate
 another chip), ``spi_ber`` and ``crc_error_rate`` (fault rates), ``dead=1`` (a chip that never
 answers on SPI), ``frame_retries`` (the chip's, 0..15, default 3) and ``retry_rounds`` (0..8,
-default 3: rounds of them, each after a pause in receive).
+default 2: rounds of them, each after a pause in receive longer than a peer's retry cycle).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from drivers.pcap import PcapWriter
 from drivers.radio import RadioUrl
 from drivers.spi import SpiBus
 
-EMULATED_RETRY_ROUNDS = 3  # the real radio's driver makes 1
+EMULATED_RETRY_ROUNDS = 2  # the real radio's driver makes 1
 
 
 class EmulatedSpiBus(SpiBus):
@@ -176,5 +176,9 @@ def emulated_radio(url: str, p: RadioUrl) -> At86rf233Radio:
     # than on hardware (docs/radio.md, deviations).
     radio._cfg.max_frame_retries = p.get_int("frame_retries", 3, 0, 15)
     radio._cfg.retry_rounds = p.get_int("retry_rounds", EMULATED_RETRY_ROUNDS, 0, 8)
+    # the pause outlasts a peer's retry cycle (ACK window + a full frame + back-off), so that a
+    # peer still retrying to this radio is heard once
+    ack_s = p.get_float("ack_timeout_ms", 16.0, 0.5, 1000.0) / 1000
+    radio._cfg.retry_pause_s = (ack_s + 0.008, 0.008)
     radio.emulator = chip  # type: ignore[attr-defined]
     return radio

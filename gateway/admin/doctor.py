@@ -284,6 +284,65 @@ def check_tun() -> Check:
                  "The border router's Thread interface needs the tun module: modprobe tun.")  # fmt: skip
 
 
+async def check_border_routing(paths: Paths, settings: Any) -> list[Check]:
+    """The LAN interface, the sysctls border routing needs, the Thread interface and the RAs
+    (docs/border-routing.md)."""
+    from gateway.border_router.linux import check_sysctls, describe_interface
+    from gateway.cli.control import call
+
+    br = settings.border_router
+    if not br.infra_interface:
+        return [Check("border routing", SKIP, "off: [border_router] infra_interface is empty",
+                      "To let the LAN reach Thread devices: gwctl config set "
+                      "border_router.infra_interface <LAN interface>, then restart the border "
+                      "router.")]  # fmt: skip
+    lan = describe_interface(br.infra_interface)
+    out: list[Check] = []
+    if not lan["exists"] or not lan["up"]:
+        out.append(Check("border routing: LAN", FAIL,
+                         f"{br.infra_interface} is {'down' if lan['exists'] else 'missing'}",
+                         "Set [border_router] infra_interface to the interface of the LAN "
+                         "(ip link), or bring it up."))  # fmt: skip
+    problems = check_sysctls(br.infra_interface, fix=False)
+    if problems:
+        out.append(Check("border routing: sysctls", FAIL, "; ".join(problems),
+                         "Install deploy/sysctl.d/60-gateway.conf in /etc/sysctl.d and run "
+                         "systemctl restart systemd-sysctl (deploy/install.sh does both)."))  # fmt: skip
+    else:
+        out.append(Check("border routing: sysctls", PASS,
+                         f"forwarding on, {br.infra_interface} accepts RAs and route information"))  # fmt: skip
+    try:
+        pre = await call(paths, "border-router", "thread_prefixes", timeout=3.0)
+    except GatewayError as exc:
+        out.append(Check("border routing: service", SKIP, f"no answer ({exc.message})",
+                         "Start the border router to check the Thread interface and RAs."))  # fmt: skip
+        return out
+    tun = describe_interface(br.thread_interface)
+    if not pre.get("enabled") or not tun["up"]:
+        out.append(Check("border routing: Thread interface", FAIL,
+                         f"{br.thread_interface} is {'down' if tun['exists'] else 'missing'}",
+                         "gwctl logs --service border-router (CAP_NET_ADMIN, /dev/net/tun)."))  # fmt: skip
+        return out
+    out.append(Check("border routing: Thread interface", PASS,
+                     f"{br.thread_interface} up with {len(pre.get('thread_addresses', []))} "
+                     "addresses"))  # fmt: skip
+    omr = pre.get("omr", {})
+    if pre.get("ras_sent", 0) > 0 and omr.get("state") == "added":
+        out.append(Check("border routing: LAN RA", PASS,
+                         f"{pre['ras_sent']} RAs sent on {br.infra_interface}; OMR prefix "
+                         f"{omr.get('local')}, route {pre.get('route') or 'none'}"))  # fmt: skip
+    else:
+        why = (
+            "LAN interface down"
+            if not pre.get("lan_up")
+            else (f"router discovery {pre.get('router_discovery')}, OMR prefix {omr.get('state')}")
+        )
+        out.append(Check("border routing: LAN RA", WARN, f"no RA yet ({why})",
+                         "RAs start about 10 s after the border router; gwctl thread "
+                         "prefixes shows the state."))  # fmt: skip
+    return out
+
+
 async def check_services(paths: Paths) -> list[Check]:
     from gateway.admin.services import ask_all
     from gateway.cli.control import UNITS
@@ -417,13 +476,14 @@ def run_checks(paths: Paths) -> tuple[list[Check], bool]:
     cfg, settings = check_config(paths)
     url = settings.radio.url
 
-    async def live() -> tuple[list[Check], Check]:
-        svc, cloud = await asyncio.gather(
-            check_services(paths), check_cloud(settings.group_owner.cloud_url)
-        )
-        return svc, cloud
+    async def live() -> tuple[list[Check], Check, list[Check]]:
+        svc, cloud, border = await asyncio.gather(
+            check_services(paths), check_cloud(settings.group_owner.cloud_url),
+            check_border_routing(paths, settings),
+        )  # fmt: skip
+        return svc, cloud, border
 
-    svc, cloud = run(False, live)
+    svc, cloud, border = run(False, live)
     checks = [
         cfg,
         check_device("spi", url),
@@ -436,6 +496,7 @@ def run_checks(paths: Paths) -> tuple[list[Check], bool]:
         check_state(paths),
         check_dependencies(),
         check_tun(),
+        *border,
         cloud,
     ]
     return checks, cfg.status == FAIL

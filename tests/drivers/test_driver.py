@@ -60,9 +60,9 @@ async def test_no_ack_after_retries(radios):
     a, _b = await pair(radios)
     res = await a.transmit(data_frame(8, dst=0x0099))  # nobody has 0x0099
     assert res.status is TxStatus.NO_ACK
-    # the chip's 3 retries, then 3 rounds (emulated radios' default) of 1 + 3 attempts, each
+    # the chip's 3 retries, then 2 rounds (emulated radios' default) of 1 + 3 attempts, each
     # after a pause in receive
-    assert res.frame_retries == 3 + 3 * (1 + 3)
+    assert res.frame_retries == 3 + 2 * (1 + 3)
     res = await a.transmit(data_frame(9, dst=0x0099), retries=0)
     assert res.status is TxStatus.NO_ACK and res.frame_retries == 0
     assert a.counters.tx_no_ack == 2

@@ -1,5 +1,5 @@
 """An attacker in radio range, for the issue-16 tests and benchmark: on its own emulated radio it
-sends, as fast as the air takes them, MLE Discovery Requests and forged Parent Requests (MLE
+sends, as fast as the air takes them (or ``--rate`` rounds of one of each a second), MLE Discovery Requests and forged Parent Requests (MLE
 suite 0 with random bytes: it has no network key) from an address of its own, and DTLS records
 of epoch 1 with random ciphertext "from" a joiner (its extended address is public on the air)
 to the joiner router's joiner port, ``--spoof-rate`` a second.
@@ -52,8 +52,12 @@ async def attack(args: argparse.Namespace) -> dict[str, int]:
         print(json.dumps({"attacking": True}), flush=True)
         end = loop.time() + args.duration
         next_spoof = loop.time()
+        next_round = loop.time()
         seq = 0
         while not stop.is_set() and loop.time() < end:
+            if args.rate > 0:
+                next_round += 1 / args.rate
+                await asyncio.sleep(max(0.0, next_round - loop.time()))
             frames = [
                 ("discovery", f)
                 for f in encode_datagram(
@@ -104,6 +108,9 @@ def main() -> int:
     p.add_argument("--channel", type=int, default=15)
     p.add_argument("--duration", type=float, default=120.0)
     p.add_argument("--spoof-rate", type=float, default=10.0)
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="rounds (a Discovery and a Parent Request) a second; 0: as fast as the air "
+                        "takes them (a jammer)")  # fmt: skip
     args = p.parse_args()
     sent = asyncio.run(attack(args))
     print(json.dumps({"sent": sent}), flush=True)

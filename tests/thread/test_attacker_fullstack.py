@@ -35,7 +35,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadStack]:
 
 
 def start_attacker(
-    stack: ThreadStack, node: int, joiner_ext: str, log: Path
+    stack: ThreadStack, node: int, joiner_ext: str, log: Path, rate: float = 0.0
 ) -> subprocess.Popen[str]:
     st = stack.status()
     ds = stack.dataset()
@@ -43,7 +43,7 @@ def start_attacker(
     cmd = [
         sys.executable, "-m", "tests.thread.attacker", "--radio", stack.radio_url(node),
         "--joiner", joiner_ext, "--router", st["ext_addr"], "--pan", hex(ds.pan_id),
-        "--channel", str(stack.channel), "--duration", "180",
+        "--channel", str(stack.channel), "--duration", "180", "--rate", str(rate),
     ]  # fmt: skip
     err = open(log, "ab")  # noqa: SIM115 - the child keeps it
     proc = subprocess.Popen(
@@ -67,8 +67,10 @@ def stop_attacker(proc: subprocess.Popen[str]) -> dict[str, int]:
 def test_joiner_joins_while_an_attacker_on_the_air_floods_and_forges(
     stack: ThreadStack, tmp_path: Path
 ) -> None:
-    """Forged epoch-1 DTLS records "from" the joiner, Discovery Requests and Parent Requests at
-    full rate during the join: the correct-PSKd joiner joins and its entry is not locked.
+    """Forged epoch-1 DTLS records "from" the joiner (10 a second), Discovery Requests and
+    Parent Requests (100 a second together, a quarter of the air) during the join: the
+    correct-PSKd joiner joins and its entry is not locked. (An attacker that fills the air
+    itself is a jammer: no protocol gets a frame past it; bench_attacker.py measures that case.)
 
     Run against main's code before the fix it fails earlier than the DTLS handshake: the
     gateway answered every one of the attacker's Discovery Requests and the real joiner heard
@@ -78,13 +80,14 @@ def test_joiner_joins_while_an_attacker_on_the_air_floods_and_forges(
     stack.result("commissioner_start")
     try:
         stack.result("joiner_add", eui64=EUI.hex(), pskd=PSKD, timeout_s=120)
-        attacker = start_attacker(stack, 5, joiner_id(EUI).hex(), tmp_path / "attacker.log")
+        attacker = start_attacker(stack, 5, joiner_id(EUI).hex(), tmp_path / "attacker.log",
+                                  rate=50.0)  # fmt: skip
         try:
             proc = run_joiner(stack, 2, PSKD, "--eui64", EUI.hex(), timeout=120)
         finally:
             sent = stop_attacker(attacker)
         print(f"attacker sent {sent}")
-        assert sent["dtls"] > 0 and sent["discovery"] > 100 and sent["parent"] > 100
+        assert sent["dtls"] > 0 and sent["discovery"] > 50 and sent["parent"] > 50
         assert proc.returncode == 0, proc.stdout + proc.stderr
         waited = stack.result("joiner_wait", eui64=EUI.hex(), wait_s=20)
         assert waited["result"] == "joined"

@@ -171,6 +171,20 @@ def test_the_lan_and_the_thread_network_reach_each_other(net: Net, tmp_path: Pat
             prefixes["on_link"]["local"]
         )
         assert prefixes["route"] == "fc00::/7" and prefixes["omr"]["state"] == "added"
+        # gwctl doctor, in the gateway's namespace, finds border routing in order
+        doctor = subprocess.run(
+            ["ip", "netns", "exec", net.gw, sys.executable, "-m", "gateway.admin", "doctor",
+             "--json"], env=stack.env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+        for name in ("border routing: sysctls", "border routing: Thread interface",
+                     "border routing: LAN RA"):  # fmt: skip
+            assert checks[name]["status"] == "pass", checks[name]
+        human = subprocess.run(
+            ["ip", "netns", "exec", net.gw, sys.executable, "-m", "gateway.admin", "thread",
+             "prefixes"], env=stack.env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert f"OMR prefix: {omr} (added)" in human.stdout, human.stdout + human.stderr
 
         # a thing with the network's credentials attaches, takes an OMR address, and exercises
         state = tmp_path / "thing.json"
