@@ -192,6 +192,11 @@ class JsonLineServer:
             await self._serve(conn)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # close() cancels the connections it serves. Python 3.11's streams call
+            # task.exception() on this task when it ends, which raises for a cancelled task and
+            # logs it as an "unhandled exception"; ending normally is the clean way out.
+            pass
         finally:
             self.connections.discard(conn)
             conn.closed = True

@@ -535,3 +535,26 @@ async def test_timed_out_calls_are_forgotten(srv: Fixture) -> None:
         srv.release.set()
         assert await c.call("echo", a=1) == {"a": 1}
         assert c._pending == {}
+
+
+async def test_close_during_a_call_logs_no_unhandled_exception(sockdir: Path) -> None:
+    """A request still being served when the server closes (a transmit in its retry pause at
+    shutdown) ends its connection cleanly: Python 3.11's streams call ``task.exception()`` on
+    the connection task and would log a cancelled one as an unhandled exception."""
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    old = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, ctx: seen.append(ctx))
+    try:
+        fx = Fixture(sockdir / "c.sock")
+        await fx.server.start()
+        c = await Raw.open(fx.path)
+        await c.send(req("wait", {}) + b"\n")
+        await asyncio.sleep(0.1)  # the handler is waiting now
+        await fx.server.close()
+        assert await c.recv() is None
+        await c.close()
+        await asyncio.sleep(0)  # let done-callbacks run
+    finally:
+        loop.set_exception_handler(old)
+    assert [ctx.get("message") for ctx in seen] == []

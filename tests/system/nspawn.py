@@ -37,7 +37,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path("/var/cache/gateway-test-rootfs")
 SUITE = "bookworm"
-INCLUDE = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv")
+# iproute2 and nftables: the border router's Thread interface and forwarding table
+INCLUDE = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "iproute2", "nftables")
 STAMP = ".gateway-test-rootfs-ok"
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -406,6 +406,44 @@ def test_the_radio_socket_needs_the_radio_group(system: System) -> None:
 # ---- failures ----------------------------------------------------------------------------------
 
 
+def test_border_routing_comes_up_under_the_unit(system: System) -> None:
+    """With [border_router] infra_interface set (a dummy LAN interface in the container), the
+    border router under its real unit creates wpan0, installs its forwarding table and sends
+    Router Advertisements; the sysctls come from the installed sysctl.d file (the unit cannot
+    write /proc/sys)."""
+    ct = system.ct
+    ct.run("ip", "link", "add", "lan0", "type", "dummy")
+    ct.run("ip", "link", "set", "lan0", "up")
+    ct.run("gwctl", "config", "set", "border_router.infra_interface", "lan0")
+    ct.run("systemctl", "restart", UNITS["border-router"], timeout=120)
+
+    def prefixes() -> dict[str, Any]:
+        out = ct.run("gwctl", "thread", "prefixes", "--json", check=False).stdout
+        try:
+            doc: dict[str, Any] = json.loads(out)
+        except ValueError:
+            return {}
+        return doc
+
+    system.wait("border routing on lan0", lambda: prefixes().get("ras_sent", 0) >= 1, 90)
+    doc = prefixes()
+    assert doc["enabled"] and doc["lan_interface"] == "lan0" and doc["problems"] == [], doc
+    assert doc["omr"]["state"] == "added", doc
+    link = ct.run("ip", "-o", "link", "show", "wpan0").stdout
+    assert "mtu 1280" in link and "UP" in link, link
+    addrs = ct.run("ip", "-6", "-o", "addr", "show", "dev", "wpan0").stdout
+    assert doc["omr"]["local"].split("::")[0] in addrs, addrs
+    assert "gateway_border_router" in ct.run("nft", "list", "tables").stdout
+    # back as shipped: no border routing, and the interface and table go with it
+    ct.run("gwctl", "config", "set", "border_router.infra_interface", "")
+    ct.run("systemctl", "restart", UNITS["border-router"], timeout=120)
+    system.wait("the border router ready", lambda: system.running("border-router")
+                and system.status("border-router").get("phase") == "ready", 60)  # fmt: skip
+    assert ct.run("ip", "link", "show", "wpan0", check=False).returncode != 0
+    assert "gateway_border_router" not in ct.run("nft", "list", "tables").stdout
+    ct.run("ip", "link", "del", "lan0")
+
+
 def test_watchdog_restarts_a_hung_service(system: System) -> None:
     others = {svc: system.main_pid(svc) for svc in ("radio", "border-router")}
     before = system.show("group-owner", "MainPID", "NRestarts")
