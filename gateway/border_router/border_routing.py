@@ -109,7 +109,7 @@ class BorderRouting:
 
     async def open(self) -> None:
         """The Thread interface now; the LAN side with :meth:`lan_up`."""
-        self.problems = linux.check_sysctls(self.lan_if, fix=True)
+        self.problems = linux.check_sysctls(self.lan_if, fix=True, unreadable_ok=True)
         for p in self.problems:
             LOG.warning("border routing: %s (deploy/sysctl.d/60-gateway.conf sets it)", p)
         await self.tun.open()

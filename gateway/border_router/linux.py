@@ -390,16 +390,21 @@ SYSCTLS: Final = (
 )
 
 
-def check_sysctls(lan_if: str, *, fix: bool, root: Path = Path("/proc/sys")) -> list[str]:
+def check_sysctls(
+    lan_if: str, *, fix: bool, root: Path = Path("/proc/sys"), unreadable_ok: bool = False
+) -> list[str]:
     """What is not as border routing needs it (each a sentence); with ``fix``, try to set it
-    first (inside the systemd unit /proc/sys is read-only: deploy/sysctl.d sets them)."""
+    first. Inside the systemd unit /proc/sys is hidden (``ProcSubset=pid``) and read-only:
+    deploy/sysctl.d sets the values and ``gwctl doctor`` checks them from outside, so the service
+    passes ``unreadable_ok``."""
     problems: list[str] = []
     for path, want in SYSCTLS:
         p = root / path.format(lan=lan_if)
         try:
             have = p.read_text().strip()
         except OSError:
-            problems.append(f"{p} cannot be read")
+            if not unreadable_ok:
+                problems.append(f"{p} cannot be read")
             continue
         if have == want:
             continue

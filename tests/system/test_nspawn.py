@@ -19,6 +19,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -412,8 +413,15 @@ def test_border_routing_comes_up_under_the_unit(system: System) -> None:
     Router Advertisements; the sysctls come from the installed sysctl.d file (the unit cannot
     write /proc/sys)."""
     ct = system.ct
-    ct.run("ip", "link", "add", "lan0", "type", "dummy")
-    ct.run("ip", "link", "set", "lan0", "up")
+    # a veth pair stands for the LAN; the container cannot load the veth module, so a pair made
+    # (and deleted) in a throwaway namespace of the host loads it first
+    ns = f"gwveth-{os.getpid()}"
+    for cmd in (["ip", "netns", "add", ns], ["ip", "-n", ns, "link", "add", "a", "type", "veth",
+                "peer", "name", "b"], ["ip", "netns", "del", ns]):  # fmt: skip
+        subprocess.run(cmd, capture_output=True, check=False, timeout=30)
+    ct.run("ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lanpeer")
+    for dev in ("lan0", "lanpeer"):
+        ct.run("ip", "link", "set", dev, "up")
     ct.run("gwctl", "config", "set", "border_router.infra_interface", "lan0")
     ct.run("systemctl", "restart", UNITS["border-router"], timeout=120)
 
