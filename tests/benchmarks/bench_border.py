@@ -280,6 +280,9 @@ def bench_gateway(net: Net, root: Path, mtd: str, pings: int, datagrams: int,
                 f"{rx}/{datagrams}, {rate_rx:5.1f} datagrams/s = {rate_rx / bare:5.1%} of the "
                 f"ceiling ({rate_rx / full:5.1%} of the CSMA one)"
             )
+        if any(r[1][1] > bare for r in runs):
+            out.append("   (more than the ceiling: the emulated chip did not hold its frames to their "
+                       "airtime)")  # fmt: skip
         out.append(
             "3. CPU per forwarded packet (utime + stime; idle: "
             + ", ".join(f"{n} {v * 1e3:.1f} ms/s" for n, v in idle.items())
