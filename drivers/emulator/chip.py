@@ -94,6 +94,7 @@ class _Aret:
     csma_total: int = 0
     frame_retries: int = 0
     phase: str = "backoff"  # backoff -> cca -> tx -> ackwait
+    tx_end_ns: int = 0  # when the current attempt's frame ends on the air
 
 
 class At86rf233Emulator:
@@ -598,7 +599,7 @@ class At86rf233Emulator:
             self._schedule(now + 128 * US, lambda: self._aret_step(gen))
             return
         if a.phase == "tx":
-            end = self._radiate(a.psdu)
+            end = a.tx_end_ns = self._radiate(a.psdu)
             a.phase = "ackwait" if a.wants_ack else "sent"
             self._schedule(end, lambda: self._aret_step(gen))
             return
@@ -708,12 +709,22 @@ class At86rf233Emulator:
                 seq, pend = psdu[2], bool(psdu[0] & 0x10)
                 if self.airtime:
                     gen = self._tx_gen
+                    end = rx.end_ns
+                    if now < self._aret.tx_end_ns:
+                        # heard while our frame is still on the air: the peer does not model
+                        # airtime (OpenThread's simulation ACKs the moment the datagram reaches
+                        # it), so the ACK is put where it physically is, a turnaround after
+                        # the frame, and ends its own airtime later
+                        end = (
+                            self._aret.tx_end_ns
+                            + (regs.TURNAROUND_US + regs.airtime_us(len(psdu))) * US
+                        )
 
                     def ack_end() -> None:
                         if gen == self._tx_gen:
                             self._aret_ack(seq, pend)
 
-                    self._schedule(rx.end_ns, ack_end)
+                    self._schedule(end, ack_end)
                 else:
                     self._aret_ack(seq, pend)
             return

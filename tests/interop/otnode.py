@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -47,7 +47,12 @@ class OtCliError(Exception):
 class OtNode:
     """One ``ot-cli-ftd <node_id>`` (or ``ot-cli-mtd``) process on air group ``port_offset``."""
 
-    def __init__(self, binary: str, node_id: int, port_offset: int) -> None:
+    def __init__(
+        self, binary: str, node_id: int, port_offset: int, *, prefix: Sequence[str] = ()
+    ) -> None:
+        """``prefix`` goes before the command line, e.g. ``["ip", "netns", "exec", ns]`` to run
+        the node inside a network namespace (whose loopback then carries its air); it must exec
+        the binary in place, so that :attr:`proc` is the node itself."""
         if not 1 <= node_id <= 33:
             raise ValueError("OpenThread simulation node ids are 1..33")
         self.binary = binary
@@ -60,7 +65,7 @@ class OtNode:
         self._cwd = tempfile.mkdtemp(prefix=f"otnode{node_id}-")
         env = dict(os.environ, PORT_OFFSET=str(port_offset))
         self.proc = subprocess.Popen(
-            [binary, str(node_id)],
+            [*prefix, binary, str(node_id)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
