@@ -63,10 +63,17 @@ def test_phy_status_byte_follows_spi_cmd_mode(emu):
 def test_pll_transition_takes_time_and_raises_pll_lock(emu):
     wr(emu, Reg.TRX_CTRL_1, 0x20)  # IRQ_MASK_MODE=0: only enabled IRQs latch
     wr(emu, Reg.IRQ_MASK, Irq.PLL_LOCK)
+    t0 = time.monotonic()
     wr(emu, Reg.TRX_STATE, Cmd.PLL_ON)
-    # 80 µs lock-in: the very next read sees the transition in progress
-    assert rd(emu, Reg.TRX_STATUS) & 0x1F == State.IN_PROGRESS
+    first = rd(emu, Reg.TRX_STATUS) & 0x1F
+    t1 = time.monotonic()
+    # 80 µs lock-in: a read right after the command sees the transition in progress (a loaded
+    # host may read later than that, when PLL_ON is already reached), and it never ends sooner
+    if t1 - t0 < 60e-6:
+        assert first == State.IN_PROGRESS
+    assert first in (State.IN_PROGRESS, State.PLL_ON)
     wait_state(emu, State.PLL_ON)
+    assert time.monotonic() - t0 >= 80e-6
     assert emu.irq_pin
     assert rd(emu, Reg.IRQ_STATUS) == Irq.PLL_LOCK
     assert rd(emu, Reg.IRQ_STATUS) == 0  # cleared on read
