@@ -309,11 +309,16 @@ class At86rf233Radio(Radio):
             start = (await self._xfer(bytes((regs.CMD_REG_WRITE | Reg.TRX_STATE, cmd))))[0] & 0x1F
             if start == target:
                 return
-        # BUSY_* states defer a non-forced command until the frame (+ ACK) is over
+        # BUSY_* states defer a non-forced command until the frame (+ ACK) is over; a transition
+        # in progress (the PLL locking) is the chip at work too: an emulated chip's thread may
+        # finish it late on a loaded host, so both get the longer wait
         busy = start in BUSY_STATES
         deadline = time.monotonic() + timeout_s + (BUSY_WAIT_S if busy else 0.0)
         while True:
             st = await self._state()
+            if st == State.IN_PROGRESS and not busy:
+                busy = True
+                deadline += BUSY_WAIT_S
             if st == target or (target == State.RX_AACK_ON and st == State.BUSY_RX_AACK):
                 return
             if st in (State.TRX_OFF, State.PLL_ON, State.RX_ON, State.RX_AACK_ON,
@@ -328,7 +333,7 @@ class At86rf233Radio(Radio):
                 )
             # a frame takes milliseconds: poll it at a gentle pace (a tight loop would keep an
             # emulated chip's thread from the interpreter for a whole switch interval)
-            await asyncio.sleep(BUSY_POLL_S if st in BUSY_STATES else 0)
+            await asyncio.sleep(BUSY_POLL_S if st in BUSY_STATES or st == State.IN_PROGRESS else 0)
 
     async def _wait_state_not(self, state: State, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
