@@ -73,8 +73,9 @@ def _session_lines(s: dict[str, Any] | None, title: str) -> list[str]:
                      f"{j['chunks']} chunks, {j['retransmissions']} retransmissions)")  # fmt: skip
     for d in s.get("pending", []):
         lines.append(f"  thing {d}: found, waiting for the user's confirmation in the app")
-    for d in s.get("locked_out", []):
-        lines.append(f"  thing {d}: LOCKED OUT (3 wrong proofs)")
+    for d, n in s.get("bad_proofs", {}).items():
+        lines.append(f"  thing {d}: {n} wrong proofs (not this device's key; it is still "
+                     "admitted with the right one)")  # fmt: skip
     return lines
 
 
@@ -138,21 +139,21 @@ def pending_cmd(as_json: bool) -> None:
     s = doc.get("session") or {}
     body = {"sid": s.get("sid"), "pending": s.get("pending", []),
             "joins": [j for j in s.get("joins", []) if j.get("state") == "delivering"],
-            "locked_out": s.get("locked_out", [])}  # fmt: skip
+            "bad_proofs": s.get("bad_proofs", {})}  # fmt: skip
     if as_json:
         output.emit_json(body)
         return
     if not s:
         click.echo("no bootstrapping window is open")
         return
-    if not (body["pending"] or body["joins"] or body["locked_out"]):
+    if not (body["pending"] or body["joins"] or body["bad_proofs"]):
         click.echo("nothing pending")
     for d in body["pending"]:
         click.echo(f"thing {d}: waiting for the user's confirmation in the app")
     for j in body["joins"]:
         click.echo(f"thing {j['dev_id']}: receiving its credentials")
-    for d in body["locked_out"]:
-        click.echo(f"thing {d}: locked out for this session")
+    for d, n in body["bad_proofs"].items():
+        click.echo(f"thing {d}: {n} wrong proofs seen for it")
 
 
 @bootstrap.command("errors")

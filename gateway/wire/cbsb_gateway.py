@@ -107,8 +107,8 @@ class GatewayLimits:
     max_allowed: int = 64
     max_joins: int = 32
     max_pending: int = 24
-    device_fail_limit: int = 3
-    session_fail_limit: int = 20
+    bad_proof_report_interval_s: float = 10.0
+    bad_proof_reports_per_min: int = 30
     max_joins_per_device: int = 3
     delivery_timeout_s: float = 0.4
     delivery_max_retx: int = 4
@@ -260,13 +260,14 @@ class GatewaySession:
         self._beacon_bucket = TokenBucket(lim.solicited_rate, lim.solicited_burst, now)
         self._m1_bucket = TokenBucket(lim.m1_global_rate, lim.m1_global_burst, now)
         self._found_bucket = TokenBucket(lim.enrollee_found_per_min / 60.0, 5, now)
+        self._bad_report_bucket = TokenBucket(lim.bad_proof_reports_per_min / 60.0, 5, now)
         self._sources: OrderedDict[bytes, _Source] = OrderedDict()
         self._joins: dict[bytes, _GwJoin] = {}
         self._pending: OrderedDict[bytes, _Pending] = OrderedDict()
         self._found_reported: set[tuple[bytes, int]] = set()
         self._denied: set[bytes] = set()
-        self._dev_fail: Counter[bytes] = Counter()
-        self._locked: set[bytes] = set()
+        self._dev_fail: Counter[bytes] = Counter()  # only allowed devices: bounded by the grant
+        self._dev_fail_reported: dict[bytes, float] = {}
         self._session_fail = 0
         self._dev_last_attempt: dict[bytes, float] = {}
         self._dev_joins: Counter[bytes] = Counter()
@@ -505,7 +506,7 @@ class GatewaySession:
             "allowed": sorted(d.hex() for d in self._allowed),
             "joins": joins,
             "pending": [d.hex() for d in self._pending],
-            "locked_out": sorted(d.hex() for d in self._locked),
+            "bad_proofs": {d.hex(): n for d, n in sorted(self._dev_fail.items())},
             "denied": sorted(d.hex() for d in self._denied),
             "failed_proofs": self._session_fail,
             "counters": dict(self.counters),
@@ -607,9 +608,6 @@ class GatewaySession:
         if not self._accepted_epoch(m1.epoch, now):
             self.counters["m1_stale_epoch"] += 1
             return
-        if dev_id in self._locked:
-            self.counters["m1_locked_out"] += 1
-            return
         if j is not None and ct_equal(j.n_t, m1.n_t):
             self.counters["m1_nonce_reuse"] += 1
             return
@@ -624,13 +622,22 @@ class GatewaySession:
             return
         if len(self._seen) < 4 * self.limits.max_allowed:
             self._seen.add(dev_id)
+        psk_t = self._psks.get(dev_id)
+        if psk_t is not None:
+            # A device whose PSK_T we hold proves itself before it may use any shared budget:
+            # the proof costs one MAC (about 7 µs), so it is checked first, and a valid M1 never
+            # waits behind a flood of forged ones in the per-source or global buckets. Valid M1s
+            # are bounded by the per-device interval and joins-per-device limits below, which
+            # only the key holder can use up.
+            if not verify_join_request(self._m0[m1.epoch], m1, psk_t):
+                self._proof_failed(now, dev_id, m1.epoch, out)
+                return
+            self._answer(now, src, m1, raw, out, count_rate=True)
+            return
         if not self._source(src, now).bucket.take(now) or not self._m1_bucket.take(now):
             self.counters["m1_rate_limited"] += 1
             return
-        if dev_id not in self._psks:
-            self._discover(now, src, m1, raw, out)
-            return
-        self._answer(now, src, m1, raw, out, count_rate=True)
+        self._discover(now, src, m1, raw, out)
 
     def _discover(
         self, now: float, src: bytes | None, m1: JoinRequest, raw: bytes, out: list[Output]
@@ -693,7 +700,7 @@ class GatewaySession:
         psk_t = self._psks[dev_id]
         m0 = self._m0[m1.epoch]
         r_g = self._r_g[m1.epoch]
-        if not verify_join_request(m0, m1, psk_t):
+        if not count_rate and not verify_join_request(m0, m1, psk_t):
             self._proof_failed(now, dev_id, m1.epoch, out)
             return
         self._dev_last_attempt[dev_id] = now
@@ -740,16 +747,28 @@ class GatewaySession:
         out.extend(Send(c, src) for c in flight.chunks)
 
     def _proof_failed(self, now: float, dev_id: bytes, epoch: int, out: list[Output]) -> None:
+        """A bad ``proof_T``: counted and reported, never a lockout (docs/cbsb.md §8, N8).
+
+        ``dev_id`` travels in clear in M1, so anyone in radio range can send a bad proof for any
+        device. ``PSK_T`` is a 256-bit key, so refusing a device after a few bad proofs would
+        protect nothing against guessing and would hand that attacker a lever to lock the real
+        device out (3 forged M1) or close the window for everyone (20). The gateway stays silent
+        (no oracle), keeps admitting the device with a right proof, and tells the user: the first
+        bad proof of each allowed device at once (the allow-list bounds them), then at most one
+        report per device per ``bad_proof_report_interval_s`` and ``bad_proof_reports_per_min``
+        in all."""
         self.counters["m1_bad_proof"] += 1
         self._dev_fail[dev_id] += 1
         self._session_fail += 1
+        last = self._dev_fail_reported.get(dev_id)
+        if last is not None and (
+            now - last < self.limits.bad_proof_report_interval_s
+            or not self._bad_report_bucket.take(now)
+        ):
+            self.counters["bad_proof_reports_suppressed"] += 1
+            return
+        self._dev_fail_reported[dev_id] = now
         out.append(Report(Status.AUTH_FAILED, dev_id, epoch))
-        if self._dev_fail[dev_id] >= self.limits.device_fail_limit and dev_id not in self._locked:
-            self._locked.add(dev_id)
-            out.append(Report(Status.LOCKED_OUT, dev_id, epoch))
-        if self._session_fail >= self.limits.session_fail_limit:
-            # Matter's rule: too many failed attempts close the window and alert the user.
-            out.extend(self.close(now, Status.AUTH_FAILED))
 
     def _missing_frames(self, j: _GwJoin, include_m2: bool) -> list[bytes]:
         frames = [j.flight.m2] if include_m2 else []

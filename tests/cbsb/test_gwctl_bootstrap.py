@@ -21,7 +21,7 @@ SESSION = {
     "epoch": 1, "window_left_s": 41.5, "allowed": ["0ab383d4da774963", "d298c6cd5db72cf2"],
     "joins": [{"dev_id": "0ab383d4da774963", "state": "delivering", "epoch": 1, "chunks": 2,
                "retransmissions": 1}],
-    "pending": ["1122334455667788"], "locked_out": ["d298c6cd5db72cf2"], "denied": [],
+    "pending": ["1122334455667788"], "bad_proofs": {"d298c6cd5db72cf2": 3}, "denied": [],
     "failed_proofs": 3, "counters": {"beacons_sent": 9},
 }  # fmt: skip
 ERROR = {"time": 1_700_000_000.0, "sid": SESSION["sid"], "dev_id": "d298c6cd5db72cf2",
@@ -82,7 +82,7 @@ def test_status_human_and_json(control: list[str]) -> None:
     assert "not claimed yet: claim code on the box VEYP1-NXRT9" in r.output
     assert "cloud: unreachable" in r.output and "last error: refused" in r.output
     assert "thing 1122334455667788: found, waiting for the user's confirmation" in r.output
-    assert "thing d298c6cd5db72cf2: LOCKED OUT" in r.output
+    assert "thing d298c6cd5db72cf2: 3 wrong proofs" in r.output
     assert "AUTH_FAILED at step 7" in r.output
     r = CliRunner().invoke(bootstrap, ["status", "--json"])
     doc = json.loads(r.output)
@@ -92,7 +92,7 @@ def test_status_human_and_json(control: list[str]) -> None:
 def test_pending_errors_sessions_close(control: list[str]) -> None:
     r = CliRunner().invoke(bootstrap, ["pending", "--json"])
     doc = json.loads(r.output)
-    assert doc["pending"] == ["1122334455667788"] and doc["locked_out"] == ["d298c6cd5db72cf2"]
+    assert doc["pending"] == ["1122334455667788"] and doc["bad_proofs"] == {"d298c6cd5db72cf2": 3}
     assert [j["dev_id"] for j in doc["joins"]] == ["0ab383d4da774963"]
     r = CliRunner().invoke(bootstrap, ["errors"])
     assert "thing d298c6cd5db72cf2: AUTH_FAILED at step 7" in r.output

@@ -165,7 +165,11 @@ def test_discover_mode_with_user_confirmation(system: Stack) -> None:
     _wait_window_closed(s)
 
 
-def test_wrong_device_is_refused_then_locked_out(system: Stack) -> None:
+def test_wrong_device_is_refused_and_cannot_lock_the_genuine_one_out(system: Stack) -> None:
+    """An impostor with the victim's device ID and a wrong key is refused and reported, and the
+    genuine thing still joins afterwards in the same window. Fails on the code before issue 16,
+    which locked the device ID out for the session after 3 bad proofs: anyone in radio range
+    could lock out any device whose ID it had heard."""
     s = system
     dev = s.enrol_device("victim")
     wrong = s.root / "wrong.kdev"
@@ -174,23 +178,23 @@ def test_wrong_device_is_refused_then_locked_out(system: Stack) -> None:
     _bootstrap(s, "app-lock", 2, "--qr", dev.qr, "--window", "60", "--timeout", "60")
     s.thing_bg("impostor", impostor, 6, s.root / "impostor.json", "--timeout", "8")
     assert s.wait_exit("impostor", 30) == 1
-    wait_until(lambda: _has(s, "app-lock", "report", status="LOCKED_OUT"), 20, "LOCKED_OUT")
+    wait_until(lambda: _has(s, "app-lock", "report", status="AUTH_FAILED"), 20, "AUTH_FAILED")
     reports = [e for e in s.events("app-lock") if e.get("event") == "report"]
-    assert {"AUTH_FAILED", "LOCKED_OUT"} <= {e["status"] for e in reports}
-    assert all(e["step"] == 7 for e in reports if e["status"] in ("AUTH_FAILED", "LOCKED_OUT"))
+    assert all(e["step"] == 7 for e in reports if e["status"] == "AUTH_FAILED")
+    assert "LOCKED_OUT" not in {e["status"] for e in reports}
     rc, doc = _gwctl(s, "errors", "--json")
     errs = [e for e in doc["errors"] if e["dev_id"] == dev.dev_id]
-    assert {"AUTH_FAILED", "LOCKED_OUT"} <= {e["status"] for e in errs}
-    assert "AUTH_FAILED" in s.log("group-owner") and "LOCKED_OUT" in s.log("group-owner")
+    assert "AUTH_FAILED" in {e["status"] for e in errs}
+    assert "AUTH_FAILED" in s.log("group-owner")
     rc, doc = _gwctl(s, "pending", "--json")
-    assert dev.dev_id in doc["locked_out"]
-    # Brute-force lockout holds for the session: even the genuine thing is not let in now.
-    s.thing_bg("genuine", dev, 7, s.root / "genuine.json", "--timeout", "4")
-    assert s.wait_exit("genuine", 30) == 1
-    assert not (s.root / "impostor.json").exists() and not (s.root / "genuine.json").exists()
-    _interrupt(s, "app-lock")
+    assert doc["bad_proofs"][dev.dev_id] >= 1
+    # The genuine thing, holding the device's own key, is let in right after.
+    s.thing_bg("genuine", dev, 7, s.root / "genuine.json", "--timeout", "40")
+    assert s.wait_exit("genuine", 60) == 0, s.log("genuine")
+    assert s.wait_exit("app-lock", 60) == 0, s.log("app-lock")
+    assert not (s.root / "impostor.json").exists() and (s.root / "genuine.json").exists()
     shown = _cloud_show(s)
-    assert all(d["owner"] is None for d in shown["devices"] if d["dev_id"] == dev.dev_id)
+    assert [d["owner"] for d in shown["devices"] if d["dev_id"] == dev.dev_id] == ["alice"]
     _wait_window_closed(s)
 
 
