@@ -252,6 +252,9 @@ class DtlsConfig:
     Mbed TLS rejects records over ``MBEDTLS_SSL_MAX_CONTENT_LEN`` = 768. Retransmission starts at
     ``retransmit_initial`` seconds and doubles up to ``retransmit_max``; the handshake fails when
     a timeout of ``retransmit_max`` expires (8 s / 60 s as OpenThread: 8+16+32+60 = 116 s).
+    A fatal alert (or close_notify) that arrives unprotected during the handshake may be forged
+    by anyone who can send to us, so it ends the handshake only if ``alert_grace`` seconds pass
+    without the peer's handshake going on; a real peer that gave up sends nothing more.
     """
 
     mtu: int = 1232
@@ -263,6 +266,7 @@ class DtlsConfig:
     max_early_records: int = 16
     max_hello_verify_requests: int = 4
     cookie_lifetime: float = 60.0
+    alert_grace: float = 2.0
 
     def __post_init__(self) -> None:
         if not 64 <= self.mtu <= 65527:
@@ -271,6 +275,8 @@ class DtlsConfig:
             raise InvalidArgument("DTLS max_record_plaintext must be between 64 and 16384")
         if not 0 < self.retransmit_initial <= self.retransmit_max:
             raise InvalidArgument("DTLS retransmission timeouts must satisfy 0 < initial <= max")
+        if not 0 < self.alert_grace <= self.retransmit_max:
+            raise InvalidArgument("DTLS alert_grace must be positive and at most retransmit_max")
         if self.max_handshake_message < 1024 or self.max_reassembly_bytes < 1024:
             raise InvalidArgument("DTLS handshake buffers must be at least 1024 bytes")
 
@@ -569,6 +575,9 @@ class _DtlsConnection:
         # Finished is (the Finished follows the CCS in one datagram, in Mbed TLS and here).
         self._finished_slot = False
         self.bad_records = 0  # protected records dropped because they did not authenticate
+        self.unauthenticated_alerts = 0  # plaintext handshake alerts held (maybe forged)
+        # A plaintext fatal alert held during the handshake: (description, deadline).
+        self._held_alert: tuple[int, float] | None = None
         self._early_app_data: list[bytes] = []
         self._ccs_pending = False
         # handshake layer
@@ -634,12 +643,24 @@ class _DtlsConnection:
         return out
 
     def next_timeout(self) -> float | None:
+        if self._held_alert is not None:
+            held = self._held_alert[1]
+            return held if self._deadline is None else min(held, self._deadline)
         return self._deadline
 
     def handle_timeout(self, now: float) -> None:
+        if self._held_alert is not None and now >= self._held_alert[1]:
+            # Nothing from the peer's handshake since its plaintext alert: take it as real.
+            abort = self._alert_abort(self._held_alert[0])
+            self._end_failed(abort.error, abort.alert)
+            return
         if self._deadline is None or now < self._deadline:
             return
         if self._timeout >= self._config.retransmit_max:
+            if self._held_alert is not None:  # the peer's alert says more than a timeout
+                abort = self._alert_abort(self._held_alert[0])
+                self._end_failed(abort.error, abort.alert)
+                return
             self._end_failed(
                 DtlsTimeoutError(
                     f"DTLS handshake timed out in {_stage_text(self._stage)}",
@@ -780,19 +801,24 @@ class _DtlsConnection:
                 # send to us (joiner traffic is unsecured on the air): dropped, never an end.
                 self.bad_records += 1
                 return None
-        self._replay.mark(rec.sequence_number)
+            # Only authenticated records move the replay window (RFC 6347 §4.1.2.6): a forged
+            # plaintext record with a high sequence number must not make the peer's real ones
+            # look old. Epoch 0 duplicates are the handshake layer's to discard.
+            self._replay.mark(rec.sequence_number)
         return plaintext
 
     def _dispatch(self, rec: DtlsRecord, plaintext: bytes, now: float) -> None:
         ctype = rec.content_type
         if ctype == CONTENT_HANDSHAKE:
             self._on_handshake_record(rec, plaintext, now)
+            self._held_alert = None  # the peer's handshake goes on: a held alert was not its
         elif ctype == CONTENT_CHANGE_CIPHER_SPEC:
             if plaintext == b"\x01" and rec.epoch == 0:
                 self._on_change_cipher_spec(now)
+                self._held_alert = None
         elif ctype == CONTENT_ALERT:
             if len(plaintext) == 2 and self._stage is not _Stage.S_LISTEN:
-                self._on_alert(plaintext[0], plaintext[1])
+                self._on_alert(plaintext[0], plaintext[1], protected=rec.epoch > 0, now=now)
         elif ctype == CONTENT_APPLICATION_DATA and rec.epoch > 0:
             if self._stage is _Stage.DONE:
                 self._events.append(ApplicationData(plaintext))
@@ -887,31 +913,44 @@ class _DtlsConnection:
     def _on_change_cipher_spec(self, now: float) -> None:
         raise NotImplementedError
 
-    def _on_alert(self, level: int, description: int) -> None:
-        if description == ALERT_CLOSE_NOTIFY:
-            if self._stage is _Stage.DONE:
-                self._send_alert(ALERT_LEVEL_WARNING, ALERT_CLOSE_NOTIFY)
-                self._end(DtlsState.CLOSED)
-                self._events.append(ConnectionClosed(by_peer=True))
-                return
-            raise _Abort(
-                DtlsPeerAlert("the peer closed the session during the handshake", alert=0), None
-            )
-        if level == ALERT_LEVEL_WARNING:
+    def _on_alert(self, level: int, description: int, *, protected: bool, now: float) -> None:
+        fatal = level != ALERT_LEVEL_WARNING or description == ALERT_CLOSE_NOTIFY
+        if fatal and not protected and self._stage is not _Stage.DONE:
+            # Unprotected during the handshake: anyone who can send to us may have forged it
+            # (joiner traffic is unsecured on the air). Hold it; it ends the handshake only if
+            # the peer's handshake does not go on within the grace (handle_timeout).
+            self.unauthenticated_alerts += 1
+            if self._held_alert is None:
+                self._held_alert = (description, now + self._config.alert_grace)
+            return
+        if description == ALERT_CLOSE_NOTIFY and self._stage is _Stage.DONE:
+            self._send_alert(ALERT_LEVEL_WARNING, ALERT_CLOSE_NOTIFY)
+            self._end(DtlsState.CLOSED)
+            self._events.append(ConnectionClosed(by_peer=True))
+            return
+        if not fatal:
             self._events.append(AlertReceived(level, description))
             return
+        raise self._alert_abort(description)
+
+    def _alert_abort(self, description: int) -> _Abort:
+        """How a fatal alert from the peer ends the session (no alert is sent in answer)."""
+        if description == ALERT_CLOSE_NOTIFY:
+            return _Abort(
+                DtlsPeerAlert("the peer closed the session during the handshake", alert=0), None
+            )
         if self._stage in _AFTER_OUR_FINISHED and description in (
             ALERT_BAD_RECORD_MAC,
             ALERT_DECRYPT_ERROR,
         ):
-            raise _Abort(
+            return _Abort(
                 DtlsAuthenticationError(
                     f"the peer rejected our Finished with alert {description} (wrong password?)",
                     alert=description,
                 ),
                 None,
             )
-        raise _Abort(
+        return _Abort(
             DtlsPeerAlert(f"the peer sent fatal alert {description}", alert=description), None
         )
 
@@ -953,6 +992,7 @@ class _DtlsConnection:
 
     def _complete(self) -> None:
         self._handshake_done = True
+        self._held_alert = None
         self._stage = _Stage.DONE
         self._state = DtlsState.CONNECTED
         self._peer_flight_start = self._reasm.next_seq
@@ -993,6 +1033,7 @@ class _DtlsConnection:
         self._state = state
         self._stage = _Stage.ENDED
         self._deadline = None
+        self._held_alert = None
         self._flight = []
         self._early_records = []
         self._early_app_data = []

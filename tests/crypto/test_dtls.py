@@ -197,8 +197,13 @@ def test_secrets_stay_out_of_reprs_and_errors() -> None:
 def test_wrong_password_fails_cleanly_on_both_sides() -> None:
     client, server = make_pair(client_password=b"J01NME", server_password=b"J01NMF")
     trace = run_lossless(client, server)
-    (c_fail,) = trace.client_events
-    (s_fail,) = trace.server_events
+    (s_fail,) = trace.server_events  # the server verified the client's Finished: at once
+    # The client hears the server's plaintext alert; it holds it for the grace (it could be
+    # forged), and with nothing more from the server takes it as the verdict.
+    assert trace.client_events == [] and client.unauthenticated_alerts == 1
+    assert client.next_timeout() == DtlsConfig().alert_grace
+    client.handle_timeout(DtlsConfig().alert_grace)
+    (c_fail,) = client.events()
     assert isinstance(c_fail, ConnectionFailed) and isinstance(s_fail, ConnectionFailed)
     assert isinstance(c_fail.error, DtlsAuthenticationError)
     assert isinstance(s_fail.error, DtlsAuthenticationError)
@@ -272,10 +277,37 @@ def test_peer_fatal_alert_during_handshake() -> None:
     client.start(0.0)
     client.datagrams_to_send()
     client.receive_datagram(DtlsRecord(CONTENT_ALERT, 0xFEFD, 0, 0, b"\x02\x28").to_bytes(), 0.1)
+    assert client.events() == [] and client.next_timeout() == 0.1 + DtlsConfig().alert_grace
+    client.handle_timeout(0.1 + DtlsConfig().alert_grace)  # the peer said nothing more
     (fail,) = client.events()
     assert isinstance(fail, ConnectionFailed) and isinstance(fail.error, DtlsPeerAlert)
     assert fail.error.alert == ALERT_HANDSHAKE_FAILURE
     assert not client.datagrams_to_send()  # no alert in answer to an alert
+
+
+@pytest.mark.parametrize("alert", [b"\x02\x28", b"\x02\x14", b"\x01\x00", b"\x02\x33"])
+@pytest.mark.parametrize("victim", ["client", "server"])
+def test_forged_plaintext_alerts_do_not_end_a_handshake(alert: bytes, victim: str) -> None:
+    """Plaintext fatal alerts and close_notify, forged in between every flight of a correct
+    handshake (as anyone in radio range can send to a joiner's handshake), do not end it: both
+    sides connect. Fails on the code before issue 16, which ended the handshake at the first
+    plaintext fatal alert."""
+    client, server = make_pair()
+    client.start(0.0)
+    target = client if victim == "client" else server
+    forged = 0
+    for _ in range(6):
+        for d in client.datagrams_to_send():
+            server.receive_datagram(d, 0.0)
+        if target.state is DtlsState.HANDSHAKING:
+            rec = DtlsRecord(CONTENT_ALERT, 0xFEFD, 0, 1000 + forged, alert)
+            target.receive_datagram(rec.to_bytes(), 0.0)
+            forged += 1
+        for d in server.datagrams_to_send():
+            client.receive_datagram(d, 0.0)
+    assert client.is_connected and server.is_connected
+    assert target.unauthenticated_alerts >= 1 and client.next_timeout() is None
+    assert not [e for e in client.events() + server.events() if isinstance(e, ConnectionFailed)]
 
 
 def test_warning_alert_is_reported_and_ignored() -> None:

@@ -41,6 +41,9 @@ class Lan:
     now: float = 1000.0
     clients: dict[tuple[str, int], DtlsClient] = field(default_factory=dict)
     events: list[tuple[float, tuple[str, int], object]] = field(default_factory=list)
+    # When a client heard a plaintext fatal alert during its handshake: an attacker's client
+    # learns its guess was wrong from that alert at once (ours holds it for a grace).
+    alerts: list[tuple[float, tuple[str, int]]] = field(default_factory=list)
 
     def connect(self, peer: tuple[str, int], pskc: bytes, config: DtlsConfig | None = None) -> None:
         c = DtlsClient(pskc, config=config, rng=random.Random(hash(peer) ^ int(self.now)).randbytes)
@@ -61,7 +64,10 @@ class Lan:
                 moved = True
                 dst = self.clients.get(peer)
                 if dst is not None:
+                    before = dst.unauthenticated_alerts
                     dst.receive_datagram(d, self.now)
+                    if dst.unauthenticated_alerts > before:
+                        self.alerts.append((self.now, peer))
             if not moved:
                 return
 
@@ -80,13 +86,17 @@ class Lan:
                 return
 
     def verdicts(self, peer_host: str | None = None) -> list[float]:
-        """When an attacker's client learnt that its PSKc guess was wrong."""
+        """When an attacker's client learnt that its PSKc guess was wrong: the server's alert
+        after its Finished (each also ends in an authentication failure after the grace)."""
+        failed = {
+            p
+            for _, p, ev in self.events
+            if isinstance(ev, ConnectionFailed) and isinstance(ev.error, DtlsAuthenticationError)
+        }
         return [
             t
-            for t, p, ev in self.events
-            if isinstance(ev, ConnectionFailed)
-            and isinstance(ev.error, DtlsAuthenticationError)
-            and (peer_host is None or p[0] == peer_host)
+            for t, p in self.alerts
+            if (p in failed or p in self.clients) and (peer_host is None or p[0] == peer_host)
         ]
 
     def connected(self, peer: tuple[str, int]) -> bool:
