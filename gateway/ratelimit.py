@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable
 
-__all__ = ["BucketTable", "TokenBucket", "WarningLimiter"]
+__all__ = ["BackoffBucket", "BucketTable", "TokenBucket", "WarningLimiter"]
 
 _EPSILON = 1e-9  # refills are floating point: a token that is "almost" there is there
 
@@ -67,17 +67,79 @@ class TokenBucket:
         return min(self.burst, self._tokens + (now - self._last) * self.rate)
 
 
+class BackoffBucket(TokenBucket):
+    """A token bucket that backs off while its owner keeps emptying it (the PSKd limits'
+    doubling, for wrong-PSKc verdicts).
+
+    Once a take leaves less than one token, every further take must also wait a gap: ``1/rate``
+    the first time, doubling at each take, capped at ``max_gap``. The back-off is forgotten after
+    ``quiet_reset`` seconds without a take, or on :meth:`reset` (the owner showed it is
+    legitimate)."""
+
+    __slots__ = ("_gap", "_last_take", "_not_before", "max_gap", "quiet_reset")
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        max_gap: float,
+        now: float | None = None,
+        *,
+        quiet_reset: float = 600.0,
+    ) -> None:
+        super().__init__(rate, burst, now)
+        self.max_gap = max_gap
+        self.quiet_reset = quiet_reset
+        self._gap = 0.0
+        self._not_before = float("-inf")
+        self._last_take = float("-inf")
+
+    @property
+    def gap(self) -> float:
+        """The current back-off gap (0 when not backing off)."""
+        return self._gap
+
+    def take(self, now: float, n: float = 1.0) -> bool:
+        if now < self._not_before - _EPSILON:
+            return False
+        if self._gap and now - self._last_take >= self.quiet_reset:
+            self._gap = 0.0
+        if not super().take(now, n):
+            return False
+        self._last_take = now
+        if self._gap or self.tokens < 1.0 - _EPSILON:
+            first = 1.0 / self.rate if self.rate > 0 else self.max_gap
+            self._gap = min(self.max_gap, 2 * self._gap if self._gap else first)
+            self._not_before = now + self._gap
+        return True
+
+    def available(self, now: float, n: float = 1.0) -> bool:
+        return now >= self._not_before - _EPSILON and super().available(now, n)
+
+    def wait_time(self, now: float, n: float = 1.0) -> float:
+        return max(super().wait_time(now, n), self._not_before - now, 0.0)
+
+    def reset(self) -> None:
+        """Forget the back-off (not the tokens)."""
+        self._gap = 0.0
+        self._not_before = float("-inf")
+
+
 class BucketTable:
     """One :class:`TokenBucket` per key (a source address, a joiner), at most ``max_keys`` of
     them: the least recently used is forgotten first (its owner starts again with a full
     bucket, so keep ``max_keys`` above the number of sources a limit must hold)."""
 
-    __slots__ = ("_buckets", "burst", "max_keys", "rate")
+    __slots__ = ("_buckets", "burst", "max_gap", "max_keys", "rate")
 
-    def __init__(self, rate: float, burst: float, max_keys: int = 256) -> None:
+    def __init__(
+        self, rate: float, burst: float, max_keys: int = 256, *, max_gap: float = 0.0
+    ) -> None:
+        """``max_gap`` > 0 makes every bucket a :class:`BackoffBucket` with that cap."""
         self.rate = rate
         self.burst = burst
         self.max_keys = max_keys
+        self.max_gap = max_gap
         self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
 
     def __len__(self) -> int:
@@ -86,7 +148,11 @@ class BucketTable:
     def get(self, key: Hashable) -> TokenBucket:
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = TokenBucket(self.rate, self.burst)
+            bucket = (
+                BackoffBucket(self.rate, self.burst, self.max_gap)
+                if self.max_gap > 0
+                else TokenBucket(self.rate, self.burst)
+            )
             self._buckets[key] = bucket
             while len(self._buckets) > self.max_keys:
                 self._buckets.popitem(last=False)

@@ -53,7 +53,7 @@ from gateway.crypto.dtls import (
     check_client_hello,
 )
 from gateway.errors import InvalidArgument, ParseError
-from gateway.ratelimit import BucketTable, TokenBucket
+from gateway.ratelimit import BackoffBucket, BucketTable, TokenBucket
 from gateway.thread.coap import CoapEndpoint
 from gateway.thread.commissioning.leader import CommissioningLeader, filter_get
 from gateway.wire.coap import TMF_PORT, CoapCode, MessageType, TmfMessage, TmfUri
@@ -113,11 +113,15 @@ class BaLimits:
     """What one LAN host, and all of them together, can make the border agent do.
 
     ``pskc_burst``/``pskc_rate`` bound the wrong-PSKc verdicts (per source and in all; the
-    PSKd limits of the commissioner are the model); ``handshake_*`` the new DTLS handshakes (each
-    costs EC-JPAKE work); ``max_handshakes*`` the sessions still handshaking."""
+    PSKd limits of the commissioner are the model), and once the burst is spent each further
+    verdict waits a gap that doubles from ``1/pskc_rate`` up to ``pskc_backoff_max`` (12 s: the
+    right PSKc from an attacked address may wait behind one of the attacker's held flights and
+    still gets in within 30 s); ``handshake_*`` the new DTLS handshakes (each costs EC-JPAKE
+    work); ``max_handshakes*`` the sessions still handshaking."""
 
     pskc_burst: float = 5
     pskc_rate: float = 10 / 60
+    pskc_backoff_max: float = 12.0
     handshake_burst: float = 5
     handshake_rate: float = 1.0  # per source, per second
     global_handshake_burst: float = 20
@@ -129,6 +133,8 @@ class BaLimits:
     def __post_init__(self) -> None:
         if min(self.pskc_burst, self.handshake_burst, self.global_handshake_burst) < 1:
             raise InvalidArgument("border agent bursts must be at least 1")
+        if self.pskc_backoff_max < 0:
+            raise InvalidArgument("border agent pskc_backoff_max must not be negative")
         if min(self.pskc_rate, self.handshake_rate, self.global_handshake_rate) <= 0:
             raise InvalidArgument("border agent rates must be positive")
         if min(self.max_handshakes_per_source, self.max_handshakes) < 1:
@@ -218,7 +224,7 @@ class BorderAgent:
     _hs_per_source: BucketTable = field(init=False)
     _hs_global: TokenBucket = field(init=False)
     _pskc_per_source: BucketTable = field(init=False)
-    _pskc_global: TokenBucket = field(init=False)
+    _pskc_global: BackoffBucket = field(init=False)
 
     def __post_init__(self) -> None:
         if len(self.pskc) != 16:
@@ -228,8 +234,9 @@ class BorderAgent:
         n = lim.max_sources_tracked
         self._hs_per_source = BucketTable(lim.handshake_rate, lim.handshake_burst, n)
         self._hs_global = TokenBucket(lim.global_handshake_rate, lim.global_handshake_burst)
-        self._pskc_per_source = BucketTable(lim.pskc_rate, lim.pskc_burst, n)
-        self._pskc_global = TokenBucket(lim.pskc_rate, lim.pskc_burst)
+        gap = lim.pskc_backoff_max
+        self._pskc_per_source = BucketTable(lim.pskc_rate, lim.pskc_burst, n, max_gap=gap)
+        self._pskc_global = BackoffBucket(lim.pskc_rate, lim.pskc_burst, gap)
 
     def __repr__(self) -> str:
         return f"BorderAgent(sessions={len(self._sessions)})"
@@ -407,6 +414,9 @@ class BorderAgent:
             if isinstance(ev, HandshakeComplete):
                 s.connected = True
                 s.expires = now + self.session_timeout
+                bucket = self._pskc_per_source.peek(s.source)
+                if isinstance(bucket, BackoffBucket):  # the source knows the PSKc
+                    bucket.reset()
                 self.counters["dtls_sessions"] += 1
                 self._events.append(SessionEvent(s.peer, "connected"))
             elif isinstance(ev, ApplicationData):
