@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
-from gateway.errors import InvalidArgument
+from gateway.errors import InvalidArgument, ParseError
 from gateway.thread.network.constants import (
     MAX_ROUTER_ID,
     ROUTER_ID_REUSE_DELAY,
 )
+from gateway.thread.network.tmf_tlvs import AddressTlvs, parse_thread_tlvs
+from gateway.wire.tlv import encode_tlvs
 
 __all__ = [
     "LEADER_UPGRADE_THRESHOLD",
@@ -31,6 +33,8 @@ __all__ = [
     "SolicitResult",
     "SolicitStatus",
     "RouterIdTable",
+    "address_release_payload",
+    "address_solicit_payload",
 ]
 
 MAX_ALLOCATED_ROUTERS: Final = 32  # OPENTHREAD_CONFIG_MLE_MAX_ROUTERS
@@ -190,3 +194,31 @@ class RouterIdTable:
             self.counters["refused_full"] += 1
             return SolicitResult(SolicitStatus.NO_ADDRESS_AVAILABLE)
         return SolicitResult(SolicitStatus.SUCCESS, rid)
+
+
+def address_solicit_payload(table: RouterIdTable, request: bytes, now: float) -> bytes:
+    """The 2.04 payload answering an ``a/as`` request: Status, and on success RLOC16 and
+    Router Mask (§7.2). A request without Ext MAC Address or Status is a :class:`ParseError`
+    (OpenThread drops it)."""
+    req = parse_thread_tlvs(request)
+    if req.ext_mac is None or req.status is None:
+        raise ParseError("Address Solicit needs Ext MAC Address and Status")
+    previous = None if req.rloc16 is None else req.rloc16 >> 10
+    res = table.solicit(req.ext_mac, req.status, now, previous)
+    if res.router_id is None:
+        return encode_tlvs(AddressTlvs(status=res.status).to_tlvs())
+    reply = AddressTlvs(
+        rloc16=res.router_id << 10,
+        status=res.status,
+        router_mask=bytes((table.id_sequence,)) + table.mask(),
+    )
+    return encode_tlvs(reply.to_tlvs())
+
+
+def address_release_payload(table: RouterIdTable, request: bytes, now: float) -> bool:
+    """Handle an ``a/ar`` request (RLOC16 + Ext MAC Address, §7.3); True when an ID was freed.
+    OpenThread answers an empty 2.04 either way."""
+    req = parse_thread_tlvs(request)
+    if req.ext_mac is None or req.rloc16 is None or req.rloc16 & 0x1FF:
+        raise ParseError("Address Release needs a router RLOC16 and Ext MAC Address")
+    return table.release(req.rloc16 >> 10, now, req.ext_mac)

@@ -6,12 +6,16 @@ import random
 
 import pytest
 
-from gateway.errors import InvalidArgument
+from gateway.errors import InvalidArgument, ParseError
 from gateway.thread.network.router_ids import (
     RouterIdTable,
     SolicitReason,
     SolicitStatus,
+    address_release_payload,
+    address_solicit_payload,
 )
+from gateway.thread.network.tmf_tlvs import AddressTlvs, parse_thread_tlvs
+from gateway.wire.tlv import encode_tlvs
 
 
 def ext(n: int) -> bytes:
@@ -87,3 +91,33 @@ def test_bad_arguments() -> None:
         table().allocate(b"short", 0.0)
     # an out-of-range requested ID is ignored, not trusted
     assert table().solicit(ext(1), 3, 0.0, requested=63).router_id in range(63)
+
+
+def test_address_solicit_payload_round_trip() -> None:
+    t = table(0x80)
+    request = encode_tlvs(
+        AddressTlvs(ext_mac=ext(5), rloc16=21 << 10, status=SolicitReason.TOO_FEW_ROUTERS).to_tlvs()
+    )
+    reply = parse_thread_tlvs(address_solicit_payload(t, request, 0.0))
+    assert reply.status == SolicitStatus.SUCCESS and reply.rloc16 == 21 << 10
+    assert reply.router_mask == bytes([0x81, 0, 0, 0x04, 0, 0, 0, 0, 0])
+    released = encode_tlvs(AddressTlvs(ext_mac=ext(5), rloc16=21 << 10).to_tlvs())
+    assert address_release_payload(t, released, 1.0)
+    assert t.allocated() == ()
+
+
+def test_address_solicit_payload_refusal_and_malformed() -> None:
+    t = table()
+    refused = parse_thread_tlvs(
+        address_solicit_payload(t, encode_tlvs(AddressTlvs(ext_mac=ext(1), status=9).to_tlvs()), 0)
+    )
+    assert refused.status == SolicitStatus.UNRECOGNIZED_REASON
+    assert refused.rloc16 is None and refused.router_mask is None
+    with pytest.raises(ParseError):
+        address_solicit_payload(t, encode_tlvs(AddressTlvs(status=2).to_tlvs()), 0.0)
+    with pytest.raises(ParseError):  # a child RLOC16 is not a router's
+        address_release_payload(
+            t, encode_tlvs(AddressTlvs(ext_mac=ext(1), rloc16=0x0401).to_tlvs()), 0
+        )
+    with pytest.raises(ParseError):  # a truncated Router Mask
+        parse_thread_tlvs(bytes([7, 3, 1, 2, 3]))
