@@ -53,6 +53,12 @@ from gateway.thread.network.netdata import (
     parse_network_data,
 )
 from gateway.thread.network.router import RouterConfig, RouterCore
+from gateway.thread.network.router_ids import (
+    MAX_ALLOCATED_ROUTERS,
+    RouterIdTable,
+    address_release_payload,
+    address_solicit_payload,
+)
 from gateway.thread.network.security import KeyManager
 from gateway.thread.network.snapshot import ChildNodeSnapshot, RouterSnapshot
 from gateway.thread.network.tmf_tlvs import AddressTlvs, encode_thread_tlvs, parse_thread_tlvs
@@ -205,6 +211,42 @@ def _tmf_seeds() -> list[bytes]:
     return [
         b"".join(t.to_bytes() for t in f.to_tlvs()),
         b"".join(t.to_bytes() for t in AddressTlvs(target=Addr("fd00::1")).to_tlvs()),
+    ]
+
+
+def t_router_ids(data: bytes) -> None:
+    """Records of Address Solicit (kind even) and Release (odd) payloads at growing times: the
+    table never holds more than 32 routers or an invalid ID, its mask matches it, and every
+    answer parses."""
+    table = RouterIdTable(random.Random(7), 0x80)
+    now = 0.0
+    for kind, _peer, dt, payload in _records(data):
+        now += dt
+        try:
+            if kind % 2:
+                address_release_payload(table, payload, now)
+            else:
+                parse_thread_tlvs(address_solicit_payload(table, payload, now))
+        except ParseError:
+            continue
+        ids = table.allocated()
+        if len(ids) > MAX_ALLOCATED_ROUTERS or any(not 0 <= r <= 62 for r in ids):
+            raise AssertionError(f"router table out of bounds: {ids}")
+        if sum(bin(b).count("1") for b in table.mask()) != len(ids):
+            raise AssertionError("router mask disagrees with the table")
+
+
+def _router_id_seeds() -> list[bytes]:
+    def solicit(n: int, reason: int, rloc: int | None = None) -> bytes:
+        f = AddressTlvs(ext_mac=bytes(7) + bytes((n,)), rloc16=rloc, status=reason)
+        return b"".join(t.to_bytes() for t in f.to_tlvs())
+
+    release = b"".join(
+        t.to_bytes() for t in AddressTlvs(ext_mac=bytes(7) + b"\x01", rloc16=0x5400).to_tlvs()
+    )
+    return [
+        rec(0, 0, 0, solicit(1, 2, 0x5400)) + rec(1, 0, 5, release) + rec(0, 0, 120, solicit(2, 3)),
+        b"".join(rec(0, 0, 0, solicit(n, 3)) for n in range(34)),
     ]
 
 
@@ -586,6 +628,17 @@ NETWORK_TARGETS: tuple[NetworkTarget, ...] = (
         _tmf_seeds,
         120,
         (PREFIX + "tmf_tlvs.parse_thread_tlvs",),
+    ),
+    NetworkTarget(
+        "network.router_ids",
+        t_router_ids,
+        (),
+        _router_id_seeds,
+        700,
+        (
+            PREFIX + "router_ids.address_solicit_payload",
+            PREFIX + "router_ids.address_release_payload",
+        ),
     ),
     NetworkTarget(
         "network.ip6",
