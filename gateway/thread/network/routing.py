@@ -99,6 +99,14 @@ class RoutingTable:
         self.counters["neighbors_aged_out"] += len(old)
         return old
 
+    def invalidate_via(self, dest: int, hop: int) -> bool:
+        """Forget the route to ``dest`` through ``hop`` (a 2-hop loop was seen)."""
+        if self._via.get(dest, (None, 0))[0] != hop:
+            return False
+        del self._via[dest]
+        self.counters["infinite_routes"] += 1
+        return True
+
     # --- routes --------------------------------------------------------------------------------
     def next_hop_and_cost(self, dest: int) -> tuple[int | None, int]:
         """``GetNextHopAndPathCost`` as a router: the cheaper of the direct link and the route
