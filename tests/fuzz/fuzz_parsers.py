@@ -92,6 +92,7 @@ from gateway.wire import meshcop as mc
 from gateway.wire.cbsb import (
     DISPATCH,
     AckBody,
+    AppReport,
     BeaconFlags,
     ConfirmBody,
     Delivery,
@@ -952,6 +953,7 @@ _CBSB_BODIES: tuple[Callable[[bytes], Any], ...] = (
     AckBody.from_bytes,
     LinkParams.from_bytes,
     Delivery.from_bytes,
+    AppReport.from_bytes,
 )
 
 
@@ -1412,12 +1414,19 @@ def _cbsb_mac_seeds() -> list[bytes]:
 
 def t_notice(data: bytes) -> None:
     cbsb_notice.open_sealed(NOTICE_KEY, NOTICE_SID, data)
+    cbsb_notice.open_with(cbsb_notice.report_key(NOTICE_KEY, NOTICE_SID), NOTICE_SID, data)
 
 
 def _notice_seeds() -> list[bytes]:
     return [
         cbsb_notice.seal(NOTICE_KEY, NOTICE_SID, {"event": "report", "status": "OK"}),
         cbsb_notice.seal(NOTICE_KEY, NOTICE_SID, {"id": "1"}, cbsb_notice.KIND_ACK),
+        cbsb_notice.seal_with(
+            cbsb_notice.report_key(NOTICE_KEY, NOTICE_SID),
+            NOTICE_SID,
+            {"id": "2"},
+            cbsb_notice.KIND_REPORT,
+        ),
     ]
 
 
@@ -1674,7 +1683,14 @@ TARGETS: dict[str, Target] = {
             300,
             *(
                 f"cbsb.{c}.from_bytes"
-                for c in ("ResponseBody", "ConfirmBody", "AckBody", "LinkParams", "Delivery")
+                for c in (
+                    "ResponseBody",
+                    "ConfirmBody",
+                    "AckBody",
+                    "LinkParams",
+                    "Delivery",
+                    "AppReport",
+                )
             ),
         ),
         _t(
@@ -1690,7 +1706,15 @@ TARGETS: dict[str, Target] = {
             "cbsb_session.open_abort",
         ),
         _t("cbsb_mac.parse", t_cbsb_mac, NOTHING, _cbsb_mac_seeds, 127, "cbsb_mac.parse_cbsb_mac"),
-        _t("cbsb_notice.open", t_notice, PC, _notice_seeds, 400, "cbsb_notice.open_sealed"),
+        _t(
+            "cbsb_notice.open",
+            t_notice,
+            PC,
+            _notice_seeds,
+            400,
+            "cbsb_notice.open_sealed",
+            "cbsb_notice.open_with",
+        ),
         _t(
             "cloudapi.body",
             t_cloud_body,
