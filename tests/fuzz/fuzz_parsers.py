@@ -96,6 +96,7 @@ from gateway.wire.cbsb import (
     BeaconFlags,
     ConfirmBody,
     Delivery,
+    ItemType,
     LinkParams,
     ResponseBody,
     parse_frame,
@@ -1335,7 +1336,14 @@ def _meshcop_struct_seeds() -> list[bytes]:
 
 
 def _cbsb_body_seeds() -> list[bytes]:
-    return [b"\x04" + Delivery(thread_dataset=DATASET).to_bytes()]
+    app = AppReport(bytes(range(16)), bytes.fromhex("fd3a1b2c3d4e00010000000000000025"), 5683)
+    with_app = Delivery(thread_dataset=DATASET, extra=((ItemType.APP_REPORT, app.to_bytes()),))
+    selector = {f: bytes((i,)) for i, f in enumerate(_CBSB_BODIES)}
+    return [
+        selector[Delivery.from_bytes] + Delivery(thread_dataset=DATASET).to_bytes(),
+        selector[Delivery.from_bytes] + with_app.to_bytes(),
+        selector[AppReport.from_bytes] + app.to_bytes(),
+    ]
 
 
 def _record_seeds() -> list[bytes]:
@@ -1412,21 +1420,33 @@ def _cbsb_mac_seeds() -> list[bytes]:
     ]
 
 
+REPORT_KEY = cbsb_notice.report_key(NOTICE_KEY, NOTICE_SID)
+
+
 def t_notice(data: bytes) -> None:
-    cbsb_notice.open_sealed(NOTICE_KEY, NOTICE_SID, data)
-    cbsb_notice.open_with(cbsb_notice.report_key(NOTICE_KEY, NOTICE_SID), NOTICE_SID, data)
+    """Both of the app's endpoints: ``/cbsb/v1/notify`` (K_note) and ``/cbsb/v1/report``
+    (K_rep, also the thing opening the app's ack). Whatever one key opens, the other does not."""
+    opened = 0
+    for open_ in (
+        lambda: cbsb_notice.open_sealed(NOTICE_KEY, NOTICE_SID, data),
+        lambda: cbsb_notice.open_with(REPORT_KEY, NOTICE_SID, data),
+    ):
+        try:
+            open_()
+            opened += 1
+        except CryptoError:
+            pass
+    assert opened <= 1, "a datagram opens under both the notice and the report key"
+    if not opened:
+        raise CryptoError("sealed under neither key")
 
 
 def _notice_seeds() -> list[bytes]:
     return [
         cbsb_notice.seal(NOTICE_KEY, NOTICE_SID, {"event": "report", "status": "OK"}),
         cbsb_notice.seal(NOTICE_KEY, NOTICE_SID, {"id": "1"}, cbsb_notice.KIND_ACK),
-        cbsb_notice.seal_with(
-            cbsb_notice.report_key(NOTICE_KEY, NOTICE_SID),
-            NOTICE_SID,
-            {"id": "2"},
-            cbsb_notice.KIND_REPORT,
-        ),
+        cbsb_notice.seal_with(REPORT_KEY, NOTICE_SID, {"id": "2"}, cbsb_notice.KIND_REPORT),
+        cbsb_notice.seal_with(REPORT_KEY, NOTICE_SID, {"id": "2"}, cbsb_notice.KIND_ACK),
     ]
 
 
