@@ -190,9 +190,13 @@ class GroupOwnerService(Service):
 
     def _session_delivery(self, sid: bytes) -> bytes | None:
         """The delivery of session ``sid``: the gateway's, plus where the things report their
-        result to the app over IP (step 9 through the border router) when the app listens on
-        an address the Thread network can route to (an IPv6 unicast beyond link-local and
-        loopback) and the gateway is paired with it. None: the gateway's delivery as it is."""
+        result to the app over IP (step 9 through the border router) when border routing is on
+        (``[border_router] infra_interface`` set: without it nothing routes between the mesh and
+        the LAN), the app listens on an address the Thread network can route to (an IPv6
+        unicast beyond link-local and loopback) and the gateway is paired with it. None: the
+        gateway's delivery as it is."""
+        if not self.settings.border_router.infra_interface:
+            return None
         app = notice.report_target(self._notify_targets.get(sid, ""))
         k = self.pairing.k_appgw if self.pairing is not None else None
         if app is None or k is None or self.boot is None:

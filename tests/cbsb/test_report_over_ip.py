@@ -5,9 +5,11 @@ app. The whole path through a border router is tests/thread/test_cbsb_report_net
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import random
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -183,3 +185,58 @@ def test_an_unanswered_report_is_retransmitted_with_a_doubling_timeout_then_give
         out = rep.poll(c, now)
     assert out[0][1]["acked"] is False and out[0][1]["sent"] == MAX_RETRANSMIT + 1
     assert len(child.sent) == MAX_RETRANSMIT + 1
+
+
+async def test_the_app_takes_a_report_only_sealed_for_the_session_and_from_where_it_says() -> None:
+    import aiocoap
+
+    from gateway.peers.app.cli import _SealedResource
+
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    endpoint = _SealedResource(K_APPGW, SID, queue, notice.report_key, notice.KIND_REPORT, "thing")
+    post = endpoint.resource().render_post
+    body = {"id": "r1", "event": "attached", "dev_id": DEV.hex(), "address": str(OMR)}
+    sealed = notice.seal_with(notice.report_key(K_APPGW, SID), SID, body, notice.KIND_REPORT)
+
+    def request(payload: bytes, src: str) -> aiocoap.Message:
+        msg = aiocoap.Message(code=aiocoap.POST, payload=payload)
+        msg.remote = SimpleNamespace(sockaddr=(src, 49210, 0, 0))
+        return msg
+
+    refused = [
+        (request(sealed, str(APP)), aiocoap.FORBIDDEN),  # a replay from the LAN
+        (request(notice.seal(K_APPGW, SID, body), str(OMR)), aiocoap.UNAUTHORIZED),  # K_note
+        (request(bytes(64), str(OMR)), aiocoap.UNAUTHORIZED),
+    ]
+    for req, code in refused:
+        assert (await post(req)).code == code
+    assert queue.empty() and endpoint.forged == len(refused)
+    answer = await post(request(sealed, str(OMR)))
+    assert answer.code == aiocoap.CHANGED
+    assert notice.open_with(notice.report_key(K_APPGW, SID), SID, answer.payload) == (
+        notice.KIND_ACK, {"id": "r1"},
+    )  # fmt: skip
+    assert queue.get_nowait() == {**body, "_via": "thing"}
+
+
+def test_the_group_owner_adds_the_item_only_with_border_routing_and_a_routable_paired_app() -> None:
+    from gateway.group_owner.service import GroupOwnerService
+
+    base = Delivery(thread_dataset=DATASET, key_sequence=0).to_bytes()
+
+    def delivery(infra: str, target: str, paired: bool = True) -> bytes | None:
+        go = SimpleNamespace(
+            _notify_targets={SID: target},
+            pairing=SimpleNamespace(k_appgw=K_APPGW) if paired else None,
+            boot=SimpleNamespace(params=SimpleNamespace(delivery=base)),
+            settings=SimpleNamespace(border_router=SimpleNamespace(infra_interface=infra)),
+        )
+        return GroupOwnerService._session_delivery(cast(Any, go), SID)
+
+    d = delivery("eth0", f"[{APP}]:5683")
+    assert d is not None
+    assert AppReport.of(Delivery.from_bytes(d)) == _target()  # K_rep of this session, the app
+    assert Delivery.from_bytes(d).thread_dataset == DATASET
+    assert delivery("", f"[{APP}]:5683") is None  # border routing off: no IP path
+    assert delivery("eth0", "127.0.0.1:5683") is None  # the mesh cannot reach it
+    assert delivery("eth0", f"[{APP}]:5683", paired=False) is None

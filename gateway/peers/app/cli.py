@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import sys
@@ -152,8 +153,10 @@ class _SealedResource:
 
     ``/cbsb/v1/notify`` takes the gateway's notices (under ``K_note``); ``/cbsb/v1/report``
     takes the things' own reports, sent over IP through the border router once they are
-    attached (under ``K_rep``; step 9). The session ID is set once the cloud opened it: until
-    then nothing opens."""
+    attached (under ``K_rep``; step 9), and only from the address the report names (the
+    thing's Thread address: a sealed report replayed from elsewhere on the LAN is refused with
+    4.03). The session ID is set once the cloud opened it: until then nothing opens. ``forged``
+    counts what was refused."""
 
     def __init__(
         self,
@@ -190,6 +193,9 @@ class _SealedResource:
                 if kind != outer.kind:
                     outer.forged += 1
                     return aiocoap.Message(code=aiocoap.BAD_REQUEST)
+                if kind == notice.KIND_REPORT and not _came_from(request.remote, body):
+                    outer.forged += 1
+                    return aiocoap.Message(code=aiocoap.FORBIDDEN)
                 nid = str(body.get("id", ""))
                 if nid not in outer.seen and len(outer.seen) < MAX_SEEN:
                     outer.seen.add(nid)
@@ -198,6 +204,17 @@ class _SealedResource:
                 return aiocoap.Message(code=aiocoap.CHANGED, payload=ack)
 
         return Sealed()
+
+
+def _came_from(remote: Any, body: dict[str, Any]) -> bool:
+    """Whether a report's datagram came from the address its sealed body names."""
+    sockaddr = getattr(remote, "sockaddr", None)
+    try:
+        source = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])  # type: ignore[index]
+        claimed = ipaddress.ip_address(str(body.get("address", "")))
+    except (TypeError, IndexError, ValueError):
+        return False
+    return source == claimed
 
 
 async def cmd_bootstrap(app: App, args: SimpleNamespace) -> int:
@@ -423,6 +440,10 @@ async def cmd_bootstrap(app: App, args: SimpleNamespace) -> int:
         await client.close()
         if server is not None:
             await server.shutdown()
+    if notify.forged or reports.forged:
+        app.say(f"Refused {notify.forged + reports.forged} message(s) on the LAN that were not "
+                "sealed for this session or did not come from where they said.", event="refused",
+                notices=notify.forged, reports=reports.forged)  # fmt: skip
     for dev in sorted(bound - reported) if expect_reports else ():
         app.say(f"Thing {dev} did not report over the network (its result came through your "
                 "gateway); it may not be attached yet.", 9, event="report_missing", dev_id=dev)  # fmt: skip
