@@ -18,7 +18,7 @@ only); a session sends a few hundred notifications at most, far below GCM's rand
 Replays are harmless: the app treats a notification id it has seen as a duplicate, and a body
 only says what the cloud can confirm.
 
-The thing's own result report (draft step 9 over IP, docs/cbsb.md §4.10) has the same form with
+The thing's own result report (draft step 9 over IP, docs/cbsb.md §4.11) has the same form with
 kind 0x03, in a CoAP POST to ``/cbsb/v1/report`` that the thing sends through the border router
 once it is attached, sealed under ``K_rep = HKDF(K_appgw, salt = sid, info = "cbsb1 report",
 16)``: the gateway hands ``K_rep`` to the session's things inside their (encrypted) delivery,
