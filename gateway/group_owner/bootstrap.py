@@ -116,7 +116,10 @@ class Bootstrapper:
 
         self._submit(fn)
 
-    def open(self, grant: JoinGrant) -> None:
+    def open(self, grant: JoinGrant, delivery: bytes | None = None) -> None:
+        """Open the window of ``grant``; its things receive ``delivery`` (default: the
+        gateway's, ``params.delivery``)."""
+
         def fn(now: float) -> list[Output]:
             out: list[Output] = []
             s = self.session
@@ -130,7 +133,7 @@ class Bootstrapper:
                 out = []
             p = self.params
             cfg = GatewayConfig(gw_id=p.gw_id, channel=p.channel, pan_id=p.pan_id,
-                                delivery=p.delivery)  # fmt: skip
+                                delivery=delivery or p.delivery)  # fmt: skip
             self.session = GatewaySession(cfg, grant, now)
             self._shed_seen = 0
             self.counters["sessions"] += 1

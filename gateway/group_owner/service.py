@@ -28,7 +28,8 @@ from gateway.runtime.logs import register_secret
 from gateway.runtime.network import load_network, open_or_create_network
 from gateway.runtime.service import Service, run_service
 from gateway.runtime.uplink import Uplink, UplinkChange, follow_uplink
-from gateway.wire.cbsb import STATUS_HINTS, BeaconFlags, Delivery, Status
+from gateway.wire import cbsb_notice as notice
+from gateway.wire.cbsb import STATUS_HINTS, AppReport, BeaconFlags, Delivery, ItemType, Status
 from gateway.wire.cbsb_gateway import JoinGrant
 from gateway.wire.cbsb_session import EnrolleeFound, JoinCompleted
 from gateway.wire.cbsb_steps import STATUS_STEP, STEPS, describe
@@ -169,7 +170,7 @@ class GroupOwnerService(Service):
                               window_s=window, psks=psks)  # fmt: skip
             await self._refresh_dataset()
             self.set_phase(f"bootstrapping window open (session {sid.hex()[:8]})")
-            boot.open(grant)
+            boot.open(grant, self._session_delivery(sid))
         elif kind == "psk":
             psk = bytes.fromhex(str(ev["psk"]))
             register_secret(psk)
@@ -186,6 +187,27 @@ class GroupOwnerService(Service):
             LOG.warning("the cloud evicted thing %s (not bound in time)", dev)
             self.results.append({"time": time.time(), "sid": sid.hex(), "dev_id": dev,
                                  "result": "EVICTED"})  # fmt: skip
+
+    def _session_delivery(self, sid: bytes) -> bytes | None:
+        """The delivery of session ``sid``: the gateway's, plus where the things report their
+        result to the app over IP (step 9 through the border router) when border routing is on
+        (``[border_router] infra_interface`` set: without it nothing routes between the mesh and
+        the LAN), the app listens on an address the Thread network can route to (an IPv6
+        unicast beyond link-local and loopback) and the gateway is paired with it. None: the
+        gateway's delivery as it is."""
+        if not self.settings.border_router.infra_interface:
+            return None
+        app = notice.report_target(self._notify_targets.get(sid, ""))
+        k = self.pairing.k_appgw if self.pairing is not None else None
+        if app is None or k is None or self.boot is None:
+            return None
+        base = Delivery.from_bytes(self.boot.params.delivery)
+        item = AppReport(notice.report_key(k, sid), app[0].packed, app[1])
+        extra = tuple(e for e in base.extra if e[0] != ItemType.APP_REPORT)
+        try:
+            return replace(base, extra=(*extra, (ItemType.APP_REPORT, item.to_bytes()))).to_bytes()
+        except GatewayError:
+            return None  # no room next to the dataset: the LAN notices still tell the app
 
     def _cloud_report(self, sid: bytes, ev: dict[str, Any]) -> None:
         """A failure the cloud saw (for example a refused binding, step 10): into gwctl and the

@@ -40,6 +40,7 @@ __all__ = [
     "CbsbInvalidArgument",
     "CbsbUnsupportedVersion",
     "ConfirmBody",
+    "AppReport",
     "Delivery",
     "DeliveryAck",
     "DeliveryChunk",
@@ -883,6 +884,7 @@ class ItemType(IntEnum):
     THREAD_ACTIVE_DATASET = 0x01
     THREAD_KEY_SEQUENCE = 0x02
     LINK_PARAMS = 0x03
+    APP_REPORT = 0x80  # optional: where and how the thing reports its result over IP (step 9)
 
 
 _OPTIONAL_ITEM = 0x80
@@ -935,6 +937,50 @@ class LinkParams:
             channel=channel,
             lease_s=lease,
         )
+
+
+@dataclass(frozen=True)
+class AppReport:
+    """Optional delivery item 0x80: the thing reports its result to the user's app over IP once
+    it is attached (draft step 9 through the border router): ``K_rep(16) ‖ app IPv6 address(16)
+    ‖ UDP port(2)``. ``K_rep`` is the session's report key (gateway.wire.cbsb_notice)."""
+
+    LEN: ClassVar[int] = 34
+
+    key: bytes = field(repr=False)
+    address: bytes
+    port: int
+
+    def __post_init__(self) -> None:
+        _bytes_of(self.key, 16, "report key")
+        _bytes_of(self.address, 16, "app address")
+        _uint(self.port, 16, "app port")
+        _require(self.port != 0, "the app port must not be 0")
+        _require(self.address[0] != 0xFF and self.address != bytes(16), "the app address must "
+                 "be a unicast IPv6 address")  # fmt: skip
+
+    def to_bytes(self) -> bytes:
+        return self.key + self.address + struct.pack(">H", self.port)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> AppReport:
+        r = _Reader(_input(data))
+        key = r.take(16)
+        addr = r.take(16)
+        port = r.u16()
+        r.done()
+        return _construct(cls, key=key, address=addr, port=port)
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> AppReport | None:
+        """The item in ``delivery``, or None (absent, or malformed: the item is optional)."""
+        for t, v in delivery.extra:
+            if t == ItemType.APP_REPORT:
+                try:
+                    return cls.from_bytes(v)
+                except ParseError:
+                    return None
+        return None
 
 
 def _check_meshcop(dataset: bytes) -> None:

@@ -82,6 +82,13 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
     apps: int = 0
+    # in network namespaces: every process starts behind cmd_prefix (``ip netns exec NS``), the
+    # user's app behind app_prefix, reaching the cloud at app_cloud_url
+    cmd_prefix: list[str] = field(default_factory=list)
+    app_prefix: list[str] | None = None
+    app_cloud_url: str | None = None
+    cloud_listen: str | None = None
+    cloud_hostnames: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -152,19 +159,25 @@ class Stack:
 
     # --- processes ---------------------------------------------------------------------------
 
-    def spawn(self, name: str, args: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, args: list[str], prefix: list[str] | None = None, **popen: Any
+    ) -> subprocess.Popen[bytes]:
         log = self.root / "logs" / f"{name}.log"
         self.logs[name] = log
         fh = open(log, "ab")  # noqa: SIM115  (the child keeps it)
-        proc = subprocess.Popen([sys.executable, *args], env=self.env(), stdout=fh,
-                                stderr=subprocess.STDOUT, cwd=self.root, **popen)  # fmt: skip
+        cmd = [*(self.cmd_prefix if prefix is None else prefix), sys.executable, *args]
+        proc = subprocess.Popen(cmd, env=self.env(), stdout=fh, stderr=subprocess.STDOUT,
+                                cwd=self.root, **popen)  # fmt: skip
         fh.close()
         self.procs[name] = proc
         return proc
 
-    def run(self, args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, *args], env=self.env(), capture_output=True,
-                              text=True, timeout=timeout, cwd=self.root)  # fmt: skip
+    def run(
+        self, args: list[str], timeout: float = 60.0, prefix: list[str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [*(self.cmd_prefix if prefix is None else prefix), sys.executable, *args]
+        return subprocess.run(cmd, env=self.env(), capture_output=True, text=True,
+                              timeout=timeout, cwd=self.root)  # fmt: skip
 
     def log(self, name: str) -> str:
         p = self.logs.get(name)
@@ -195,8 +208,10 @@ class Stack:
 
     def start_cloud(self) -> None:
         before = len(self.log("cloud"))
+        names = [a for h in self.cloud_hostnames for a in ("--hostname", h)]
         self.spawn("cloud", ["-m", "gateway.peers.cloud", "serve", "--state", str(self.cloud_state),
-                             "--listen", f"127.0.0.1:{self.cloud_port}"])  # fmt: skip
+                             "--listen", self.cloud_listen or f"127.0.0.1:{self.cloud_port}",
+                             *names])  # fmt: skip
         wait_until(lambda: "cloud listening" in self.log("cloud")[before:] or self._dead("cloud"),
                    30, "the cloud to listen")  # fmt: skip
         assert not self._dead("cloud"), self.log("cloud")
@@ -263,16 +278,17 @@ class Stack:
 
     def login(self, user: str) -> None:
         r = self.run(self.app_args(user, "login", "--user", user, "--password-file",
-                                   str(self.root / f"{user}.password"), "--cloud", self.cloud_url,
-                                   "--ca", str(self.cloud_state / "ca.pem")))  # fmt: skip
+                                   str(self.root / f"{user}.password"), "--cloud",
+                                   self.app_cloud_url or self.cloud_url, "--ca",
+                                   str(self.cloud_state / "ca.pem")), prefix=self.app_prefix)  # fmt: skip
         assert r.returncode == 0, r.stdout + r.stderr
 
     def app(self, user: str, *args: str, timeout: float = 60) -> tuple[int, list[dict[str, Any]]]:
-        r = self.run(self.app_args(user, *args), timeout=timeout)
+        r = self.run(self.app_args(user, *args), timeout=timeout, prefix=self.app_prefix)
         return r.returncode, parse_lines(r.stdout)
 
     def app_bg(self, user: str, name: str, *args: str) -> subprocess.Popen[bytes]:
-        return self.spawn(name, self.app_args(user, *args))
+        return self.spawn(name, self.app_args(user, *args), prefix=self.app_prefix)
 
     def thing_args(self, dev: Device, node: int, out: Path, *extra: str) -> list[str]:
         return ["-m", "gateway.peers.thing", "cbsb", "--radio", self.radio_url(node), "--dev-id",

@@ -40,6 +40,7 @@ from gateway.thread.network.errors import InvalidSnapshot
 from gateway.thread.network.events import Transmit
 from gateway.thread.network.frames import data_frames, data_request_frame, mle_frames, protect
 from gateway.thread.network.ip6 import Echo, MplOption, add_mpl, echo_packet, parse_echo, strip_mpl
+from gateway.thread.network.mesh import receive_mesh
 from gateway.thread.network.netdata import (
     BorderRouterEntry,
     BorderRouterTlv,
@@ -53,6 +54,13 @@ from gateway.thread.network.netdata import (
     parse_network_data,
 )
 from gateway.thread.network.router import RouterConfig, RouterCore
+from gateway.thread.network.router_ids import (
+    MAX_ALLOCATED_ROUTERS,
+    RouterIdTable,
+    address_release_payload,
+    address_solicit_payload,
+)
+from gateway.thread.network.routing import INFINITE_COST, RoutingTable
 from gateway.thread.network.security import KeyManager
 from gateway.thread.network.snapshot import ChildNodeSnapshot, RouterSnapshot
 from gateway.thread.network.tmf_tlvs import AddressTlvs, encode_thread_tlvs, parse_thread_tlvs
@@ -206,6 +214,90 @@ def _tmf_seeds() -> list[bytes]:
         b"".join(t.to_bytes() for t in f.to_tlvs()),
         b"".join(t.to_bytes() for t in AddressTlvs(target=Addr("fd00::1")).to_tlvs()),
     ]
+
+
+def t_router_ids(data: bytes) -> None:
+    """Records of Address Solicit (kind even) and Release (odd) payloads at growing times: the
+    table never holds more than 32 routers or an invalid ID, its mask matches it, and every
+    answer parses."""
+    table = RouterIdTable(random.Random(7), 0x80)
+    now = 0.0
+    for kind, _peer, dt, payload in _records(data):
+        now += dt
+        try:
+            if kind % 2:
+                address_release_payload(table, payload, now)
+            else:
+                parse_thread_tlvs(address_solicit_payload(table, payload, now))
+        except ParseError:
+            continue
+        ids = table.allocated()
+        if len(ids) > MAX_ALLOCATED_ROUTERS or any(not 0 <= r <= 62 for r in ids):
+            raise AssertionError(f"router table out of bounds: {ids}")
+        if sum(bin(b).count("1") for b in table.mask()) != len(ids):
+            raise AssertionError("router mask disagrees with the table")
+
+
+def _router_id_seeds() -> list[bytes]:
+    def solicit(n: int, reason: int, rloc: int | None = None) -> bytes:
+        f = AddressTlvs(ext_mac=bytes(7) + bytes((n,)), rloc16=rloc, status=reason)
+        return b"".join(t.to_bytes() for t in f.to_tlvs())
+
+    release = b"".join(
+        t.to_bytes() for t in AddressTlvs(ext_mac=bytes(7) + b"\x01", rloc16=0x5400).to_tlvs()
+    )
+    return [
+        rec(0, 0, 0, solicit(1, 2, 0x5400)) + rec(1, 0, 5, release) + rec(0, 0, 120, solicit(2, 3)),
+        b"".join(rec(0, 0, 0, solicit(n, 3)) for n in range(34)),
+    ]
+
+
+def t_mesh_routes(data: bytes) -> None:
+    """Records of forged Advertisements (kind even: a Route64 value from neighbour ``peer % 4 +
+    2``) and mesh frames (odd: a mesh header from that neighbour) to router 1: no route cost
+    reaches 16 or more, a forward always decrements hops left and never goes back to the
+    sender, aging removes every neighbour."""
+    from gateway.wire.lowpan import MeshHeader
+    from gateway.wire.mle import Route64Tlv
+
+    table = RoutingTable(1)
+    for n in range(2, 6):
+        table.set_neighbor(n, 3, 3, 0.0)
+    now = 0.0
+    for kind, peer, dt, payload in _records(data):
+        now += dt / 10
+        sender = peer % 4 + 2
+        try:
+            if kind % 2 == 0:
+                table.update_from_route64(sender, Route64Tlv.from_value(payload), now)
+                continue
+            header, _ = MeshHeader.parse(payload)
+        except ParseError:
+            continue
+        d = receive_mesh(table, 1 << 10, header, sender << 10, secured=bool(kind & 2))
+        if d.action == "forward" and (
+            d.header is None
+            or d.header.hops_left != header.hops_left - 1
+            or d.next_hop == sender << 10
+        ):
+            raise AssertionError(f"bad forward {d} of {header}")
+        for rid in range(63):
+            if table.next_hop_and_cost(rid)[1] > INFINITE_COST:
+                raise AssertionError("cost above infinity")
+    table.age(now + table.max_neighbor_age)
+    if table.neighbors or any(table.next_hop_and_cost(r)[0] is not None for r in range(2, 63)):
+        raise AssertionError("routes outlived their neighbours")
+
+
+def _mesh_seeds() -> list[bytes]:
+    from gateway.wire.lowpan import MeshHeader
+    from gateway.wire.mac802154 import ShortAddress
+    from gateway.wire.mle import Route64Tlv, RouteEntry
+
+    route = Route64Tlv(1, (RouteEntry(1, 3, 3, 1), RouteEntry(2, 0, 0, 1), RouteEntry(9, 3, 3, 1)))
+    fwd = MeshHeader(19, ShortAddress(0x1000), ShortAddress(9 << 10)).to_bytes()
+    back = MeshHeader(3, ShortAddress(0x1000), ShortAddress(9 << 10)).to_bytes()
+    return [rec(0, 0, 1, route.value_bytes()) + rec(3, 1, 1, fwd) + rec(3, 0, 1, back)]
 
 
 def t_ip6(data: bytes) -> None:
@@ -586,6 +678,28 @@ NETWORK_TARGETS: tuple[NetworkTarget, ...] = (
         _tmf_seeds,
         120,
         (PREFIX + "tmf_tlvs.parse_thread_tlvs",),
+    ),
+    NetworkTarget(
+        "network.router_ids",
+        t_router_ids,
+        (),
+        _router_id_seeds,
+        700,
+        (
+            PREFIX + "router_ids.address_solicit_payload",
+            PREFIX + "router_ids.address_release_payload",
+        ),
+    ),
+    NetworkTarget(
+        "network.mesh_routes",
+        t_mesh_routes,
+        (),
+        _mesh_seeds,
+        600,
+        (
+            PREFIX + "routing.RoutingTable.update_from_route64",
+            PREFIX + "mesh.receive_mesh",
+        ),
     ),
     NetworkTarget(
         "network.ip6",

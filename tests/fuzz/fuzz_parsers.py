@@ -92,9 +92,11 @@ from gateway.wire import meshcop as mc
 from gateway.wire.cbsb import (
     DISPATCH,
     AckBody,
+    AppReport,
     BeaconFlags,
     ConfirmBody,
     Delivery,
+    ItemType,
     LinkParams,
     ResponseBody,
     parse_frame,
@@ -952,6 +954,7 @@ _CBSB_BODIES: tuple[Callable[[bytes], Any], ...] = (
     AckBody.from_bytes,
     LinkParams.from_bytes,
     Delivery.from_bytes,
+    AppReport.from_bytes,
 )
 
 
@@ -1333,7 +1336,14 @@ def _meshcop_struct_seeds() -> list[bytes]:
 
 
 def _cbsb_body_seeds() -> list[bytes]:
-    return [b"\x04" + Delivery(thread_dataset=DATASET).to_bytes()]
+    app = AppReport(bytes(range(16)), bytes.fromhex("fd3a1b2c3d4e00010000000000000025"), 5683)
+    with_app = Delivery(thread_dataset=DATASET, extra=((ItemType.APP_REPORT, app.to_bytes()),))
+    selector = {f: bytes((i,)) for i, f in enumerate(_CBSB_BODIES)}
+    return [
+        selector[Delivery.from_bytes] + Delivery(thread_dataset=DATASET).to_bytes(),
+        selector[Delivery.from_bytes] + with_app.to_bytes(),
+        selector[AppReport.from_bytes] + app.to_bytes(),
+    ]
 
 
 def _record_seeds() -> list[bytes]:
@@ -1410,14 +1420,33 @@ def _cbsb_mac_seeds() -> list[bytes]:
     ]
 
 
+REPORT_KEY = cbsb_notice.report_key(NOTICE_KEY, NOTICE_SID)
+
+
 def t_notice(data: bytes) -> None:
-    cbsb_notice.open_sealed(NOTICE_KEY, NOTICE_SID, data)
+    """Both of the app's endpoints: ``/cbsb/v1/notify`` (K_note) and ``/cbsb/v1/report``
+    (K_rep, also the thing opening the app's ack). Whatever one key opens, the other does not."""
+    opened = 0
+    for open_ in (
+        lambda: cbsb_notice.open_sealed(NOTICE_KEY, NOTICE_SID, data),
+        lambda: cbsb_notice.open_with(REPORT_KEY, NOTICE_SID, data),
+    ):
+        try:
+            open_()
+            opened += 1
+        except CryptoError:
+            pass
+    assert opened <= 1, "a datagram opens under both the notice and the report key"
+    if not opened:
+        raise CryptoError("sealed under neither key")
 
 
 def _notice_seeds() -> list[bytes]:
     return [
         cbsb_notice.seal(NOTICE_KEY, NOTICE_SID, {"event": "report", "status": "OK"}),
         cbsb_notice.seal(NOTICE_KEY, NOTICE_SID, {"id": "1"}, cbsb_notice.KIND_ACK),
+        cbsb_notice.seal_with(REPORT_KEY, NOTICE_SID, {"id": "2"}, cbsb_notice.KIND_REPORT),
+        cbsb_notice.seal_with(REPORT_KEY, NOTICE_SID, {"id": "2"}, cbsb_notice.KIND_ACK),
     ]
 
 
@@ -1674,7 +1703,14 @@ TARGETS: dict[str, Target] = {
             300,
             *(
                 f"cbsb.{c}.from_bytes"
-                for c in ("ResponseBody", "ConfirmBody", "AckBody", "LinkParams", "Delivery")
+                for c in (
+                    "ResponseBody",
+                    "ConfirmBody",
+                    "AckBody",
+                    "LinkParams",
+                    "Delivery",
+                    "AppReport",
+                )
             ),
         ),
         _t(
@@ -1690,7 +1726,15 @@ TARGETS: dict[str, Target] = {
             "cbsb_session.open_abort",
         ),
         _t("cbsb_mac.parse", t_cbsb_mac, NOTHING, _cbsb_mac_seeds, 127, "cbsb_mac.parse_cbsb_mac"),
-        _t("cbsb_notice.open", t_notice, PC, _notice_seeds, 400, "cbsb_notice.open_sealed"),
+        _t(
+            "cbsb_notice.open",
+            t_notice,
+            PC,
+            _notice_seeds,
+            400,
+            "cbsb_notice.open_sealed",
+            "cbsb_notice.open_with",
+        ),
         _t(
             "cloudapi.body",
             t_cloud_body,

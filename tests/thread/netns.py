@@ -9,11 +9,13 @@ them whatever happened."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import statistics
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +116,19 @@ class Net:
                           timeout=count * (interval + 5) + 30).stdout  # fmt: skip
         m = re.search(r"(\d+) received", out)
         return (int(m.group(1)) if m else 0), [float(t) for t in PING_TIME.findall(out)]
+
+
+@contextlib.contextmanager
+def namespaces(kind: str) -> Iterator[Net]:
+    """A new pair of namespaces, up, named with ``kind`` and this process; deleted on the way
+    out whatever happened (and checked to be gone)."""
+    n = Net(str(os.getpid()), kind=kind)
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
+        assert n.gone()
 
 
 def pct(values: list[float], q: float) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import sys
@@ -36,6 +37,8 @@ from gateway.wire.cloudapi import (
 DEFAULT_STATE = Path(os.environ.get("CBSB_APP_STATE", "~/.config/cbsb-app")).expanduser()
 DEFAULT_LISTEN = "127.0.0.1:5683"
 LAN_END_GRACE_S = 2.0
+REPORT_WAIT_S = 30.0  # after every thing is bound: how long their reports over IP may take
+MAX_SEEN = 4096  # notice and report ids remembered (duplicates), per endpoint
 CLOSE_TIMEOUT_S = 2.0  # closing the session on the way out (Ctrl-C, the end)
 
 # What the app says for errors of the cloud API, in a home user's words.
@@ -145,13 +148,31 @@ async def cmd_list(app: App, args: SimpleNamespace) -> int:
     return 0
 
 
-class _NotifyResource:
-    """The app's LAN endpoint: opens sealed notifications of its session, acknowledges them."""
+class _SealedResource:
+    """One of the app's LAN endpoints: opens sealed messages of its session, acknowledges them.
 
-    def __init__(self, k_appgw: bytes, sid: bytes, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    ``/cbsb/v1/notify`` takes the gateway's notices (under ``K_note``); ``/cbsb/v1/report``
+    takes the things' own reports, sent over IP through the border router once they are
+    attached (under ``K_rep``; step 9), and only from the address the report names (the
+    thing's Thread address: a sealed report replayed from elsewhere on the LAN is refused with
+    4.03). The session ID is set once the cloud opened it: until then nothing opens. ``forged``
+    counts what was refused."""
+
+    def __init__(
+        self,
+        k_appgw: bytes,
+        sid: bytes,
+        queue: asyncio.Queue[dict[str, Any]],
+        derive: Callable[[bytes, bytes], bytes] = notice.notify_key,
+        kind: int = notice.KIND_NOTICE,
+        via: str = "gateway",
+    ) -> None:
         self.k_appgw = k_appgw
         self.sid = sid
         self.queue = queue
+        self.derive = derive
+        self.kind = kind
+        self.via = via
         self.seen: set[str] = set()
         self.forged = 0
 
@@ -161,21 +182,39 @@ class _NotifyResource:
 
         outer = self
 
-        class Notify(resource.Resource):  # type: ignore[misc]
+        class Sealed(resource.Resource):  # type: ignore[misc]
             async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+                key = outer.derive(outer.k_appgw, outer.sid)
                 try:
-                    kind, body = notice.open_sealed(outer.k_appgw, outer.sid, request.payload)
+                    kind, body = notice.open_with(key, outer.sid, request.payload)
                 except (ParseError, CryptoError):
                     outer.forged += 1
                     return aiocoap.Message(code=aiocoap.UNAUTHORIZED)
+                if kind != outer.kind:
+                    outer.forged += 1
+                    return aiocoap.Message(code=aiocoap.BAD_REQUEST)
+                if kind == notice.KIND_REPORT and not _came_from(request.remote, body):
+                    outer.forged += 1
+                    return aiocoap.Message(code=aiocoap.FORBIDDEN)
                 nid = str(body.get("id", ""))
-                if kind == notice.KIND_NOTICE and nid not in outer.seen:
+                if nid not in outer.seen and len(outer.seen) < MAX_SEEN:
                     outer.seen.add(nid)
-                    outer.queue.put_nowait(body)
-                ack = notice.seal(outer.k_appgw, outer.sid, {"id": nid}, notice.KIND_ACK)
+                    outer.queue.put_nowait({**body, "_via": outer.via})
+                ack = notice.seal_with(key, outer.sid, {"id": nid}, notice.KIND_ACK)
                 return aiocoap.Message(code=aiocoap.CHANGED, payload=ack)
 
-        return Notify()
+        return Sealed()
+
+
+def _came_from(remote: Any, body: dict[str, Any]) -> bool:
+    """Whether a report's datagram came from the address its sealed body names."""
+    sockaddr = getattr(remote, "sockaddr", None)
+    try:
+        source = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])  # type: ignore[index]
+        claimed = ipaddress.ip_address(str(body.get("address", "")))
+    except (TypeError, IndexError, ValueError):
+        return False
+    return source == claimed
 
 
 async def cmd_bootstrap(app: App, args: SimpleNamespace) -> int:
@@ -206,8 +245,11 @@ async def cmd_bootstrap(app: App, args: SimpleNamespace) -> int:
     try:
         # Step 1: listen on the LAN first, so no notification can be missed.
         site = resource.Site()
-        notify = _NotifyResource(k_appgw, b"\0" * 16, lan_queue)
+        notify = _SealedResource(k_appgw, b"\0" * 16, lan_queue)
         site.add_resource(list(notice.NOTIFY_PATH), notify.resource())
+        reports = _SealedResource(k_appgw, b"\0" * 16, lan_queue, notice.report_key,
+                                  notice.KIND_REPORT, "thing")  # fmt: skip
+        site.add_resource(list(notice.REPORT_PATH), reports.resource())
         server = await aiocoap.Context.create_server_context(
             site, bind=(host.strip("[]"), int(port)), transports=["udp6"]
         )
@@ -221,7 +263,7 @@ async def cmd_bootstrap(app: App, args: SimpleNamespace) -> int:
         }  # fmt: skip
         res = await client.call("sessions/open", body)
         sid_hex = res["sid"]
-        notify.sid = bytes.fromhex(sid_hex)
+        notify.sid = reports.sid = bytes.fromhex(sid_hex)
         tokens = dict(res.get("bind_tokens", {}))
         what = f"{len(devices)} thing(s)" if devices else "any new thing (you confirm each)"
         app.say(f"Asked the cloud to bootstrap {what} through gateway {serial}; the window is "
@@ -232,6 +274,12 @@ async def cmd_bootstrap(app: App, args: SimpleNamespace) -> int:
         bp_of: dict[str, str] = {}
         window_over = False
         lan_end = [float("inf")]  # when to stop waiting after the LAN said the window ended
+        # Things report over IP (step 9 through the border router) when the app listens on an
+        # address the Thread network can route to; once every thing is bound, their reports
+        # get REPORT_WAIT_S more.
+        expect_reports = notice.report_target(str(body["notify"])) is not None
+        reported: set[str] = set()
+        report_until = [float("inf")]
 
         def once(step: int, key: str, message: str, **fields: Any) -> None:
             if (step, key) not in seen_steps:
@@ -311,6 +359,16 @@ async def cmd_bootstrap(app: App, args: SimpleNamespace) -> int:
                      status=st)  # fmt: skip
             elif kind == "evicted" and isinstance(dev, str):
                 failed.setdefault(dev, "EVICTED")
+            elif kind == "attached" and ev.get("_via") == "thing" and isinstance(dev, str):
+                # Step 9 over IP: the thing itself, from its Thread address, through the
+                # gateway's border router. A hint like the LAN notices: binding goes through
+                # the cloud.
+                once(9, f"ip/{dev}", f"Thing {dev} reports over the network: attached to your "
+                     f"Thread network as a {ev.get('role')} (address {ev.get('address')}), "
+                     "through your gateway's border router.", event="thing_report", dev_id=dev,
+                     address=ev.get("address"), role=ev.get("role"), rloc16=ev.get("rloc16"),
+                     source="the thing over IP")  # fmt: skip
+                reported.add(dev)
 
         def give_up_unjoined() -> None:
             for d, _c in devices:
@@ -320,8 +378,14 @@ async def cmd_bootstrap(app: App, args: SimpleNamespace) -> int:
 
         def done() -> bool:
             if devices:
-                return all(d.hex() in bound or d.hex() in failed for d, _ in devices)
-            return len(bound) >= expect
+                complete = all(d.hex() in bound or d.hex() in failed for d, _ in devices)
+            else:
+                complete = len(bound) >= expect
+            if not complete or not expect_reports or bound <= reported:
+                return complete
+            if report_until[0] == float("inf"):
+                report_until[0] = time.monotonic() + REPORT_WAIT_S
+            return time.monotonic() >= report_until[0]
 
         while not done() and time.monotonic() < deadline:
             if time.monotonic() >= lan_end[0]:
@@ -337,7 +401,8 @@ async def cmd_bootstrap(app: App, args: SimpleNamespace) -> int:
                     "sessions/events", {"token": app.token(), "sid": sid_hex, "after": after,
                                         "wait_s": 10}, timeout=20))  # fmt: skip
             finished, _ = await asyncio.wait({pending_lan, pending_cloud},
-                                             timeout=max(0.0, min(deadline, lan_end[0])
+                                             timeout=max(0.0, min(deadline, lan_end[0],
+                                                                  report_until[0])
                                                          - time.monotonic()),
                                              return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
             if pending_lan in finished:
@@ -375,6 +440,13 @@ async def cmd_bootstrap(app: App, args: SimpleNamespace) -> int:
         await client.close()
         if server is not None:
             await server.shutdown()
+    if notify.forged or reports.forged:
+        app.say(f"Refused {notify.forged + reports.forged} message(s) on the LAN that were not "
+                "sealed for this session or did not come from where they said.", event="refused",
+                notices=notify.forged, reports=reports.forged)  # fmt: skip
+    for dev in sorted(bound - reported) if expect_reports else ():
+        app.say(f"Thing {dev} did not report over the network (its result came through your "
+                "gateway); it may not be attached yet.", 9, event="report_missing", dev_id=dev)  # fmt: skip
     missing = [d.hex() for d, _ in devices if d.hex() not in bound]
     ok = (not missing) if devices else len(bound) >= expect
     if ok:

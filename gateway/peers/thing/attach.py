@@ -24,7 +24,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from drivers.radio import Radio
 from gateway.errors import GatewayError, StateError
@@ -35,7 +35,10 @@ from gateway.thread.network.snapshot import ChildNodeSnapshot
 from gateway.wire.dataset import ActiveDataset
 from gateway.wire.mac802154 import ExtAddress
 
-__all__ = ["COUNTER_RESERVE", "ChildState", "ChildStateStore", "Exercise", "attach"]
+if TYPE_CHECKING:
+    from gateway.peers.thing.report import ResultReport
+
+__all__ = ["COUNTER_RESERVE", "Activity", "ChildState", "ChildStateStore", "Exercise", "attach"]
 
 COUNTER_RESERVE: Final = 1000
 LIMIT: Final = 0xFFFFFFFF
@@ -85,6 +88,18 @@ class ChildStateStore:
         }
         async with self._lock:
             await asyncio.to_thread(self._state.save, body)
+
+
+class Activity(Protocol):
+    """What a thing does on the network once attached (:class:`Exercise`, a CBSB thing's
+    :class:`~gateway.peers.thing.report.ResultReport`): events and the clock in, datagrams out
+    through the child core, results out of :meth:`poll` as ``(kind, fields)``."""
+
+    def event(self, ev: object, child: ChildCore, now: float) -> None: ...
+
+    def poll(self, child: ChildCore, now: float) -> list[tuple[str, dict[str, Any]]]: ...
+
+    def next_timeout(self, child: ChildCore) -> float | None: ...
 
 
 PROBE_INTERVAL: Final = 0.2  # between two echo requests of a series
@@ -239,10 +254,13 @@ async def attach(
     duration: float | None = None,
     stop: asyncio.Event | None = None,
     exercise: Exercise | None = None,
+    result_report: ResultReport | None = None,
 ) -> ChildCore:
     """Attach (or resume the saved attachment) and stay in the network for ``duration``
     seconds (None: until ``stop`` is set). ``report(kind, fields)`` is told of every role
-    change and periodic status."""
+    change and periodic status, and of what ``exercise`` and ``result_report`` (a CBSB thing's
+    step-9 report to its app) found."""
+    activities: list[Activity] = [a for a in (exercise, result_report) if a is not None]
     loop = asyncio.get_running_loop()
     ds = state.dataset
     assert ds.channel is not None and ds.pan_id is not None
@@ -294,10 +312,10 @@ async def attach(
                     dirty = True
                 elif isinstance(ev, SnapshotChanged):
                     dirty = True
-                if exercise is not None:
-                    exercise.event(ev, child, loop.time())
-            if exercise is not None:
-                for kind, result in exercise.poll(child, loop.time()):
+                for a in activities:
+                    a.event(ev, child, loop.time())
+            for a in activities:
+                for kind, result in a.poll(child, loop.time()):
                     if report is not None:
                         st = child.status(loop.time())
                         report(kind, {**st, "result": {**result, "counters": st["counters"]}})
@@ -317,8 +335,8 @@ async def attach(
             if (end is not None and now >= end) or (stop is not None and stop.is_set()):
                 break
             deadline = child.next_timeout()
-            probe = exercise.next_timeout(child) if exercise is not None else None
-            limits = [t for t in (deadline, end, probe) if t is not None]
+            probes = [a.next_timeout(child) for a in activities]
+            limits = [t for t in (deadline, end, *probes) if t is not None]
             wait = max(0.0, min(limits) - now) if limits else 1.0
             wait = min(wait, 0.5 if stop is not None else wait)
             frame = await sub.get(wait) if wait > 0 else None
@@ -331,10 +349,16 @@ async def attach(
     return child
 
 
-def attach_cli(args: Any, state: ChildState, store: ChildStateStore | None) -> int:
+def attach_cli(
+    args: Any,
+    state: ChildState,
+    store: ChildStateStore | None,
+    result_report: ResultReport | None = None,
+) -> int:
     """The command-line part shared by ``join --attach`` and ``cbsb --attach``: open the
     radio, attach, report each role change (a JSON line with ``--json``), stay until
-    ``--attach-for`` seconds passed or SIGTERM/SIGINT."""
+    ``--attach-for`` seconds passed or SIGTERM/SIGINT. A CBSB thing passes the
+    ``result_report`` its delivery asked for."""
     import json
     import signal
     import sys
@@ -350,6 +374,10 @@ def attach_cli(args: Any, state: ChildState, store: ChildStateStore | None) -> i
             fields["result"] = st["result"]
         if args.json:
             print(json.dumps({"event": kind, "t": round(time.time(), 4), **fields}), flush=True)
+        elif kind == "reported":
+            r = st["result"]
+            print(f"reported the result to the app at [{r['dst']}]:{r['port']}: "
+                  f"{'acknowledged' if r['acked'] else 'no answer'}", flush=True)  # fmt: skip
         elif "result" in st:
             r = st["result"]
             print(f"{kind} {r['dst']}: {r['received']}/{r['sent']} answered", flush=True)
@@ -383,6 +411,7 @@ def attach_cli(args: Any, state: ChildState, store: ChildStateStore | None) -> i
                 duration=args.attach_for or None,
                 stop=stop,
                 exercise=exercise,
+                result_report=result_report,
             )
         finally:
             await radio.close()

@@ -223,9 +223,12 @@ def command(**opts: Any) -> int:
 
 def _attach(args: SimpleNamespace, committed: Committed | None) -> int:
     from gateway.peers.thing.attach import ChildState, ChildStateStore, attach_cli
+    from gateway.peers.thing.report import ResultReport
+    from gateway.wire.cbsb import AppReport
     from gateway.wire.dataset import ActiveDataset
 
     store = ChildStateStore(args.state) if args.state is not None else None
+    result_report: ResultReport | None = None
     try:
         if committed is not None:
             d = committed.delivery
@@ -233,6 +236,9 @@ def _attach(args: SimpleNamespace, committed: Committed | None) -> int:
                 print("thing: the delivery carried no Thread dataset", file=sys.stderr)
                 return EXIT_FAILED
             state = ChildState(ActiveDataset.from_hex(d.thread_dataset.hex()), d.key_sequence or 0)
+            target = AppReport.of(d)
+            if target is not None:  # step 9 over IP: tell the app once attached
+                result_report = ResultReport(target, bytes.fromhex(args.dev_id), committed.sid)
         else:
             assert store is not None
             loaded = store.load()
@@ -243,7 +249,7 @@ def _attach(args: SimpleNamespace, committed: Committed | None) -> int:
     except GatewayError as exc:
         print(f"thing: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
-    return attach_cli(args, state, store)
+    return attach_cli(args, state, store, result_report)
 
 
 def _channels(text: str) -> tuple[int, ...]:

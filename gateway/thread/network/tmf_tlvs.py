@@ -44,6 +44,7 @@ class AddressTlvs:
     ml_eid_iid: bytes | None = None
     status: int | None = None
     last_transaction_time: int | None = None
+    router_mask: bytes | None = None  # ID sequence + 8-byte router ID bitmap (a/as response)
 
     def to_tlvs(self) -> list[Tlv]:
         return encode_thread_tlvs(self)
@@ -56,6 +57,7 @@ _SIZES = {
     ThreadTlvType.ML_EID: 8,
     ThreadTlvType.STATUS: 1,
     ThreadTlvType.LAST_TRANSACTION_TIME: 4,
+    ThreadTlvType.ROUTER_MASK: 9,
 }
 
 
@@ -85,6 +87,7 @@ def parse_thread_tlvs(payload: bytes | bytearray | memoryview) -> AddressTlvs:
         get(ThreadTlvType.ML_EID),
         status[0] if status is not None else None,
         int.from_bytes(ltt, "big") if ltt is not None else None,
+        get(ThreadTlvType.ROUTER_MASK),
     )
 
 
@@ -109,4 +112,6 @@ def encode_thread_tlvs(fields: AddressTlvs) -> list[Tlv]:
         out.append(Tlv(ThreadTlvType.EXT_MAC_ADDRESS, bytes(fields.ext_mac[:8])))
     if fields.status is not None:
         out.append(Tlv(ThreadTlvType.STATUS, bytes((fields.status & 0xFF,))))
+    if fields.router_mask is not None:
+        out.append(Tlv(ThreadTlvType.ROUTER_MASK, bytes(fields.router_mask[:9])))
     return out
