@@ -250,8 +250,8 @@ class BorderRouterService(Service):
         from gateway.border_router.srp import SrpService
 
         srp = SrpService(
-            net, self.state_dir, uplink=self._mdns_interface, changed=self._flush_network_soon,
-            port=self.settings.border_router.srp_port,
+            net, self.state_dir, lan_if=lambda: br.infra_interface,
+            thread_if=br.thread_interface, changed=self._flush_network_soon, port=br.srp_port,
         )  # fmt: skip
         await srp.open()
         self.srp = srp
@@ -275,6 +275,8 @@ class BorderRouterService(Service):
         if was and now_up and old.ifindex == new.ifindex:
             return
         await border.lan_down()
+        if self.srp is not None:
+            self.srp.uplink_changed()  # the advertising proxy follows the LAN interface
         if now_up:
             await border.lan_up()
         self._wake.set()
@@ -376,8 +378,6 @@ class BorderRouterService(Service):
         LOG.info("uplink %s changed (%s): moving the DNS-SD advertisement",
                  change.new.ifname, ", ".join(sorted(change.changed)))  # fmt: skip
         await self._withdraw_mdns()
-        if self.srp is not None:
-            self.srp.uplink_changed()
         if change.new.usable:
             await self._publish_mdns()
 

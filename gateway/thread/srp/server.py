@@ -80,6 +80,7 @@ class Counters:
     rate_limited: int = 0
     dropped: int = 0
     expired: int = 0
+    table_full: int = 0
 
 
 class SrpServer:
@@ -146,6 +147,8 @@ class SrpServer:
         try:
             host, lease, key_lease, short = self._describe(parsed)
         except _Refused as e:
+            if e.counter:
+                setattr(self.counters, e.counter, getattr(self.counters, e.counter) + 1)
             return e.rcode, None
         if not wire.verify(parsed, wire.public_key_from_rdata(host.key)):
             self.counters.forged += 1
@@ -164,10 +167,11 @@ class SrpServer:
                 return dns.rcode.YXDOMAIN, None
         granted_lease = 0 if lease == 0 else min(max(lease, LEASE_MIN), LEASE_MAX)
         granted_key = 0 if key_lease == 0 else min(max(key_lease, KEY_LEASE_MIN), KEY_LEASE_MAX)
-        if old is None and (
-            len(self.hosts) >= self.bounds.hosts_total
-            or self._service_count() + len(host.services) > self.bounds.services_total
+        held = len(old.services) if old is not None else 0
+        if (old is None and len(self.hosts) >= self.bounds.hosts_total) or (
+            self._service_count() - held + len(host.services) > self.bounds.services_total
         ):
+            self.counters.table_full += 1
             return dns.rcode.REFUSED, None
         host.lease, host.key_lease, host.updated = granted_lease, granted_key, now
         if granted_lease == 0:
@@ -175,9 +179,11 @@ class SrpServer:
             for s in host.services.values():
                 s.deleted = True
         if old is not None:
+            # services this update leaves out are kept (OpenThread's client renews early ones
+            # without the others); with lease 0 the whole host goes, services and all
             for k, s in old.services.items():
                 if k not in host.services:
-                    s.deleted = True
+                    s.deleted = s.deleted or granted_lease == 0
                     host.services[k] = s
         if granted_key == 0:
             self.hosts.pop(host.name, None)
@@ -231,7 +237,7 @@ class SrpServer:
             elif rrset.rdtype == dns.rdatatype.TXT:
                 txt_strings = [s for rd in rrset for s in rd.strings]
                 if sum(len(s) + 1 for s in txt_strings) > self.bounds.txt_max:
-                    raise _Refused(dns.rcode.REFUSED)
+                    raise _Refused(dns.rcode.REFUSED, "oversized")
                 instances.setdefault(name, {})["txt"] = txt_strings
             else:
                 raise _Refused(dns.rcode.FORMERR)
@@ -246,7 +252,7 @@ class SrpServer:
         if parsed.sig.signer != hn:
             raise _Refused(dns.rcode.REFUSED)
         if len(addrs) > self.bounds.addresses_per_host:
-            raise _Refused(dns.rcode.REFUSED)
+            raise _Refused(dns.rcode.REFUSED, "oversized")
         host = Host(_label(hn), key, addrs, 0, 0, 0.0)
         subtypes: dict[dns.name.Name, list[str]] = {}
         for owner, target, deleted in ptrs:
@@ -283,7 +289,7 @@ class SrpServer:
                 raise _Refused(dns.rcode.FORMERR)
             host.services[inst_key].subtypes = subs
         if len(host.services) > self.bounds.services_per_host:
-            raise _Refused(dns.rcode.REFUSED)
+            raise _Refused(dns.rcode.REFUSED, "table_full")
         lease, key_lease, short = _lease_option(m)
         if lease > key_lease or (lease > 0 and not addrs):
             raise _Refused(dns.rcode.FORMERR)
@@ -347,8 +353,9 @@ class SrpServer:
 
 
 class _Refused(Exception):
-    def __init__(self, rcode: dns.rcode.Rcode) -> None:
+    def __init__(self, rcode: dns.rcode.Rcode, counter: str = "") -> None:
         self.rcode = rcode
+        self.counter = counter  # a Counters field to count it in, besides the rcode's
 
 
 def _same(a: dns.name.Name | None, b: dns.name.Name) -> dns.name.Name:
