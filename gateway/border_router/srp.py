@@ -39,6 +39,7 @@ LOG = logging.getLogger(__name__)
 STATE_FILE = "srp.json"
 DEFAULT_PORT = 53536  # OpenThread's first unicast port (53535 + 1)
 _WARN = WarningLimiter()
+IPV6_FREEBIND = 78  # linux/in6.h; not in the socket module
 
 
 def _warn(category: str, msg: str, *args: Any) -> None:
@@ -245,9 +246,14 @@ class SrpService:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         try:
+            address = "::"
             if self.thread_if is not None:
+                # the ML-EID published in the entry, so that answers come from it (the kernel
+                # would pick the RLOC as often); it may not be on the interface yet: freebind
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.thread_if.encode())
-            sock.bind(("::", self.port))
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+                address = str(self._ml_eid())
+            sock.bind((address, self.port))
             sock.setblocking(False)
         except OSError as exc:
             sock.close()
@@ -260,9 +266,11 @@ class SrpService:
         self.publish_entry()
         self._kick()
 
+    def _ml_eid(self) -> ipaddress.IPv6Address:
+        return ipaddress.IPv6Address(bytes(self.net.ml_prefix[:8]) + self.net.ml_eid_iid)
+
     def publish_entry(self) -> None:
-        ml_eid = ipaddress.IPv6Address(bytes(self.net.ml_prefix[:8]) + self.net.ml_eid_iid)
-        self.net.set_srp_unicast((ml_eid, self.port), asyncio.get_running_loop().time())
+        self.net.set_srp_unicast((self._ml_eid(), self.port), asyncio.get_running_loop().time())
         self.changed()
 
     def netdata_changed(self) -> None:

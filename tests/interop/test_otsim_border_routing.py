@@ -22,7 +22,6 @@ OpenThread CLI reference: ``src/cli/README.md`` (``ipaddr``), ``src/cli/README_U
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import string
 import subprocess
@@ -35,7 +34,7 @@ import pytest
 
 from tests.interop.otnode import OtNode, attach_child, ot_cli_mtd
 from tests.runtime.helpers import wait_until
-from tests.thread.netns import GW_IF, LAN_ECHO_SERVER, Net, netns_unavailable
+from tests.thread.netns import GW_IF, LAN_ECHO_SERVER, Net, namespaces
 from tests.thread.stack import ThreadStack
 
 _MTD, _MTD_REASON = ot_cli_mtd()
@@ -51,16 +50,7 @@ _ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Net]:
-    why = netns_unavailable()
-    if why is not None:
-        pytest.skip(why)
-    n = Net(str(os.getpid()), kind="ot")
-    try:
-        n.up()
-        yield n
-    finally:
-        n.down()
-        assert n.gone()
+    yield from namespaces("ot")
 
 
 @pytest.fixture

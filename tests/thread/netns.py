@@ -14,6 +14,7 @@ import re
 import shutil
 import statistics
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +115,23 @@ class Net:
                           timeout=count * (interval + 5) + 30).stdout  # fmt: skip
         m = re.search(r"(\d+) received", out)
         return (int(m.group(1)) if m else 0), [float(t) for t in PING_TIME.findall(out)]
+
+
+def namespaces(kind: str) -> Iterator[Net]:
+    """A module fixture's body: the pair made for this run (skipped with the reason when
+    namespaces cannot be used), deleted afterwards whatever happened."""
+    import pytest
+
+    why = netns_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    n = Net(str(os.getpid()), kind=kind)
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
+        assert n.gone()
 
 
 def pct(values: list[float], q: float) -> float:

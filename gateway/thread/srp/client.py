@@ -18,8 +18,8 @@ import dns.rdatatype
 import dns.update
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.thread.srp import wire
 from gateway.thread.srp.server import DOMAIN
+from gateway.wire import srp as wire
 
 
 @dataclass

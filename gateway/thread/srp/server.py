@@ -20,7 +20,7 @@ import dns.update
 
 from gateway.errors import ParseError
 from gateway.ratelimit import TokenBucket
-from gateway.thread.srp import wire
+from gateway.wire import srp as wire
 
 DOMAIN = dns.name.from_text("default.service.arpa.")
 LEASE_MIN, LEASE_MAX = 30, 97200
@@ -212,6 +212,8 @@ class SrpServer:
             if not name.is_subdomain(DOMAIN):
                 raise _Refused(dns.rcode.REFUSED)
             deleting = rrset.deleting  # dnspython keeps the class ANY/NONE of a delete here
+            if rrset.rdclass != dns.rdataclass.IN and deleting != dns.rdataclass.ANY:
+                raise _Refused(dns.rcode.FORMERR)  # records of the zone's class only (IN)
             if rrset.rdtype == dns.rdatatype.PTR and deleting in (None, dns.rdataclass.NONE):
                 for rd in rrset:
                     ptrs.append((name, rd.target, deleting == dns.rdataclass.NONE))
@@ -228,7 +230,10 @@ class SrpServer:
                     if key is not None and key != raw:
                         raise _Refused(dns.rcode.FORMERR)
                     key = raw
-                    wire.public_key_from_rdata(raw)
+                    try:
+                        wire.public_key_from_rdata(raw)
+                    except ParseError:
+                        raise _Refused(dns.rcode.FORMERR) from None
             elif rrset.rdtype == dns.rdatatype.SRV:
                 rd = rrset[0]
                 if len(rrset) != 1:
