@@ -44,11 +44,11 @@ HOST = "srp-thing"
 
 # an mDNS browser on the LAN host: one JSON line per service added, updated or removed
 LAN_BROWSER = """
-import json, socket, sys, threading
+import json, socket, sys, threading, time
 from zeroconf import IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
 zc = Zeroconf(interfaces=[socket.if_nametoindex(sys.argv[1])], ip_version=IPVersion.V6Only)
 def seen(zeroconf, service_type, name, state_change):
-    doc = {"event": state_change.name.lower(), "name": name}
+    doc = {"event": state_change.name.lower(), "name": name, "t": time.time()}
     if state_change is not ServiceStateChange.Removed:
         info = zeroconf.get_service_info(service_type, name, timeout=5000)
         if info is None:
