@@ -139,9 +139,9 @@ async def shell(n: int) -> None:
 
 
 def end_to_end(things: int) -> None:
-    from tests.thread.netns import LAN_IF, Net, netns_unavailable
+    from tests.thread.netns import LAN_BROWSER, LAN_IF, Net, netns_unavailable
     from tests.thread.stack import Thing, ThreadStack
-    from tests.thread.test_srp_netns import LAN_BROWSER, _credentials, _thing_cmd
+    from tests.thread.test_srp_netns import _credentials, _thing_cmd
 
     why = netns_unavailable()
     if why is not None:

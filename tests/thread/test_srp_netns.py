@@ -33,7 +33,7 @@ import pytest
 
 from gateway.peers.thing.attach import ChildState, ChildStateStore
 from tests.runtime.helpers import wait_until
-from tests.thread.netns import LAN_IF, Net, namespaces
+from tests.thread.netns import LAN_BROWSER, LAN_IF, Net, namespaces
 from tests.thread.stack import Thing, ThreadStack
 
 pytestmark = pytest.mark.timeout(420)
@@ -42,24 +42,6 @@ GW_IF = "gw-eth0"
 ECHO_PORT = 7000
 HOST = "srp-thing"
 
-# an mDNS browser on the LAN host: one JSON line per service added, updated or removed
-LAN_BROWSER = """
-import json, socket, sys, threading, time
-from zeroconf import IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
-zc = Zeroconf(interfaces=[socket.if_nametoindex(sys.argv[1])], ip_version=IPVersion.V6Only)
-def seen(zeroconf, service_type, name, state_change):
-    doc = {"event": state_change.name.lower(), "name": name, "t": time.time()}
-    if state_change is not ServiceStateChange.Removed:
-        info = zeroconf.get_service_info(service_type, name, timeout=5000)
-        if info is None:
-            return
-        doc.update(server=info.server, port=info.port,
-                   addresses=info.parsed_scoped_addresses())
-    print(json.dumps(doc), flush=True)
-ServiceBrowser(zc, sys.argv[2], handlers=[seen])
-print(json.dumps({"event": "ready"}), flush=True)
-threading.Event().wait()
-"""
 # UDP from the LAN host: COUNT datagrams to [ADDR]:PORT, the number echoed back printed
 LAN_UDP = """
 import socket, sys
