@@ -45,6 +45,18 @@ def test_second_key_claiming_host_name_refused() -> None:
     assert srv.counters.conflicts == 1
 
 
+def test_host_and_instance_names_are_held_without_regard_to_case() -> None:
+    srv = SrpServer()
+    assert _rcode(srv.handle(_update(ec.generate_private_key(ec.SECP256R1())), "a", 0.0)) == 0
+    rival = ec.generate_private_key(ec.SECP256R1())
+    assert _rcode(srv.handle(_update(rival, host="THING1"), "b", 1.0)) == dns.rcode.YXDOMAIN
+    # another host name, but the same service instance in other letters: still refused
+    svc = [ServiceSpec("INS1", "_TEST._udp", 1)]
+    other = build_update(8, "thing2", [OMR], svc, rival)
+    assert _rcode(srv.handle(other, "b", 2.0)) == dns.rcode.YXDOMAIN
+    assert list(srv.hosts) == ["thing1"] and srv.counters.conflicts == 2
+
+
 def test_forged_truncated_oversized_refused_and_counted() -> None:
     srv = SrpServer()
     good = _update(ec.generate_private_key(ec.SECP256R1()))

@@ -258,7 +258,8 @@ class SrpServer:
             raise _Refused(dns.rcode.REFUSED)
         if len(addrs) > self.bounds.addresses_per_host:
             raise _Refused(dns.rcode.REFUSED, "oversized")
-        host = Host(_label(hn), key, addrs, 0, 0, 0.0)
+        # DNS names compare without case: one key per name however a rival spells it
+        host = Host(_label(hn).lower(), key, addrs, 0, 0, 0.0)
         subtypes: dict[dns.name.Name, list[str]] = {}
         for owner, target, deleted in ptrs:
             rel = owner.relativize(DOMAIN)
@@ -278,7 +279,7 @@ class SrpServer:
                 raise _Refused(dns.rcode.FORMERR)
             stype = rel.to_text()
             inst = target.labels[0].decode(errors="replace")
-            host.services[f"{inst}.{stype}"] = Service(
+            host.services[f"{inst}.{stype}".lower()] = Service(
                 inst,
                 stype,
                 [],
@@ -289,7 +290,7 @@ class SrpServer:
                 deleted,
             )
         for target, subs in subtypes.items():
-            inst_key = f"{target.labels[0].decode(errors='replace')}.{target.parent().relativize(DOMAIN).to_text()}"
+            inst_key = f"{_label(target)}.{target.parent().relativize(DOMAIN).to_text()}".lower()
             if inst_key not in host.services or len(set(subs)) != len(subs):
                 raise _Refused(dns.rcode.FORMERR)
             host.services[inst_key].subtypes = subs
@@ -352,7 +353,7 @@ class SrpServer:
             )
             for s in h["services"]:
                 svc = Service(**{**s, "txt": [bytes.fromhex(t) for t in s["txt"]]})
-                host.services[f"{svc.instance}.{svc.service_type}"] = svc
+                host.services[f"{svc.instance}.{svc.service_type}".lower()] = svc
             self.hosts[host.name] = host
         self.expire(now)
 
