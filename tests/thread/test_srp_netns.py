@@ -198,6 +198,13 @@ def test_a_thread_service_registered_by_srp_is_seen_and_reached_from_the_lan(
         assert (svc["instance"], svc["type"], svc["port"], svc["published"]) == (
             HOST, "_test._udp", ECHO_PORT, True)  # fmt: skip
 
+        human = subprocess.run(
+            [*net.exec_prefix(), sys.executable, "-m", "gateway.admin", "srp", "services"],
+            env=stack.env(), capture_output=True, text=True, timeout=60,
+        ).stdout  # fmt: skip
+        assert (f"{HOST}._test._udp.default.service.arpa. host: {HOST} port: {ECHO_PORT} "
+                "deleted: false published: true") in human, human  # fmt: skip
+
         # a second device claims the host name with its own key: refused, the first one stays
         rival = procs.thing(
             Thing(
