@@ -35,6 +35,7 @@ class _LazyGroup(click.Group):
         "commissioner": "gateway.border_router.cli:commissioner",
         "dataset": "gateway.border_router.cli:dataset",
         "thread": "gateway.border_router.cli:thread",
+        "srp": "gateway.border_router.cli:srp",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -530,3 +530,62 @@ def thread_ping(
                    f"{lost}% packet loss")  # fmt: skip
     if not ok:
         sys.exit(7)
+
+
+@click.group()
+def srp() -> None:
+    """The SRP server: the hosts and services Thread devices registered, and its bounds."""
+
+
+@srp.command("hosts")
+@json_option
+def srp_hosts(as_json: bool) -> None:
+    """Registered hosts: addresses, leases, services."""
+    res = run(as_json, lambda: _call("srp_hosts"))
+    if as_json:
+        output.emit_json({"ok": True, **res})
+        return
+    if not res["hosts"]:
+        click.echo("no hosts")
+    for h in res["hosts"]:
+        click.echo(f"{h['name']}.default.service.arpa. deleted: {str(h['deleted']).lower()} "
+                   f"addresses: [{', '.join(h['addresses'])}] lease: {h['lease']} "
+                   f"key-lease: {h['key_lease']} remaining: {h['remaining_lease']}")  # fmt: skip
+
+
+@srp.command("services")
+@json_option
+def srp_services(as_json: bool) -> None:
+    """Registered services and whether the LAN sees them."""
+    res = run(as_json, lambda: _call("srp_services"))
+    if as_json:
+        output.emit_json({"ok": True, **res})
+        return
+    if not res["services"]:
+        click.echo("no services")
+    for s in res["services"]:
+        subs = f" subtypes: {','.join(s['subtypes'])}" if s["subtypes"] else ""
+        click.echo(f"{s['instance']}.{s['type']}.default.service.arpa. host: {s['host']} "
+                   f"port: {s['port']} deleted: {str(s['deleted']).lower()} "
+                   f"published: {str(s['published']).lower()}{subs}")  # fmt: skip
+
+
+@srp.command("status")
+@json_option
+def srp_status(as_json: bool) -> None:
+    """State, port, lease bounds, table bounds and the counters of refused input."""
+    res = run(as_json, lambda: _call("srp_status"))
+    if as_json:
+        output.emit_json({"ok": True, **res})
+        return
+    if res["state"] != "running":
+        click.echo(f"SRP server: {res['state']} ({res.get('why', '')})")
+        return
+    click.echo(
+        f"SRP server: running on UDP {res['port']} ({res['address_mode']}), domain {res['domain']}"
+    )
+    click.echo(f"lease {res['lease_bounds'][0]}..{res['lease_bounds'][1]} s, key-lease "
+               f"{res['key_lease_bounds'][0]}..{res['key_lease_bounds'][1]} s")  # fmt: skip
+    click.echo(f"hosts {res['hosts']}, services {res['services']}")
+    click.echo("bounds: " + ", ".join(f"{k}={v}" for k, v in res["bounds"].items()))
+    click.echo("counters: " + ", ".join(f"{k}={v}" for k, v in res["counters"].items()))

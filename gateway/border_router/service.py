@@ -129,6 +129,7 @@ class BorderRouterService(Service):
         self.ba_port: int | None = None
         self.net: RouterCore | None = None
         self.border: Any = None  # BorderRouting, when [border_router] infra_interface is set
+        self.srp: Any = None  # SrpService, running whenever border routing runs
         self._lan_uplink: Uplink | None = None
         self.netstore: NetworkStateStore | None = None
         self._net_dirty = asyncio.Event()
@@ -246,6 +247,14 @@ class BorderRouterService(Service):
         )  # fmt: skip
         await border.open()
         self.border = border
+        from gateway.border_router.srp import SrpService
+
+        srp = SrpService(
+            net, self.state_dir, lan_if=lambda: br.infra_interface,
+            thread_if=br.thread_interface, changed=self._flush_network_soon, port=br.srp_port,
+        )  # fmt: skip
+        await srp.open()
+        self.srp = srp
         self._lan_uplink = await follow_uplink(
             br.infra_interface, self._on_lan_change, self.spawn,
             without="border routing starts now and does not follow the LAN interface",
@@ -266,6 +275,8 @@ class BorderRouterService(Service):
         if was and now_up and old.ifindex == new.ifindex:
             return
         await border.lan_down()
+        if self.srp is not None:
+            self.srp.uplink_changed()  # the advertising proxy follows the LAN interface
         if now_up:
             await border.lan_up()
         self._wake.set()
@@ -442,6 +453,9 @@ class BorderRouterService(Service):
             await self._save_network()  # the child table as it is now
         if self._lan_uplink is not None:
             await self._lan_uplink.close()
+        if self.srp is not None:
+            srp, self.srp = self.srp, None
+            await srp.close()
         if self.border is not None:
             border, self.border = self.border, None
             try:
@@ -532,6 +546,8 @@ class BorderRouterService(Service):
                 self.spawn(self._register_mac_key(ev.key_sequence), "mac-key")
             elif isinstance(ev, NetworkDataChanged) and border is not None:
                 border.netdata_changed()
+                if self.srp is not None:
+                    self.srp.netdata_changed()
             elif isinstance(ev, RoleChanged) and border is not None:
                 border.role_changed()
             elif isinstance(ev, PingReply):
@@ -713,6 +729,9 @@ class BorderRouterService(Service):
             "thread_netdata": self._m_thread_netdata,
             "thread_prefixes": self._m_thread_prefixes,
             "thread_ping": self._m_thread_ping,
+            "srp_hosts": self._m_srp_hosts,
+            "srp_services": self._m_srp_services,
+            "srp_status": self._m_srp_status,
         }
 
     # ------------------------------------------------------------------ the Thread network
@@ -763,6 +782,25 @@ class BorderRouterService(Service):
 
     async def _m_thread_netdata(self, _c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
         return self._network().netdata_view()
+
+    def _srp(self) -> Any:
+        if self.srp is None:
+            raise StateError(
+                "the SRP server is not running",
+                hint="it runs with border routing: set [border_router] infra_interface",
+            )
+        return self.srp
+
+    async def _m_srp_hosts(self, _c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
+        return {"hosts": self._srp().hosts_view()}
+
+    async def _m_srp_services(self, _c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
+        return {"services": self._srp().services_view()}
+
+    async def _m_srp_status(self, _c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
+        if self.srp is None:
+            return {"state": "stopped", "why": "border routing is off"}
+        return dict(self.srp.status_view())
 
     async def _m_thread_prefixes(self, _c: Connection, _p: dict[str, Any]) -> dict[str, Any]:
         """Border routing: the OMR and on-link prefixes, the published route, the LAN routers

@@ -75,6 +75,7 @@ class BorderRouterSettings:
     # to the uplink it finds); empty: no Thread interface, no RAs, no OMR prefix.
     infra_interface: str = ""
     thread_interface: str = "wpan0"  # the TUN device that carries the Thread network's IPv6
+    srp_port: int = 53536  # the SRP server's UDP port (OpenThread's first unicast port)
 
     def validate(self) -> None:
         for key, name in (("infra_interface", self.infra_interface),
@@ -86,6 +87,8 @@ class BorderRouterSettings:
                 )
         if self.infra_interface and self.infra_interface == self.thread_interface:
             raise ConfigError("[border_router] infra_interface and thread_interface must differ")
+        if not 1024 <= self.srp_port <= 65535:
+            raise ConfigError("[border_router] srp_port must be within 1024..65535")
         if not 1 <= self.max_children <= 511:
             raise ConfigError("[border_router] max_children must be within 1..511")
         if self.border_agent_port != 0 and not 1024 <= self.border_agent_port <= 65535:

@@ -149,6 +149,7 @@ from tests.dtls_helpers import shuttle as shuttle_datagrams
 from tests.fuzz import spinel_targets as sp
 from tests.fuzz.fuzz_border import BORDER_TARGETS
 from tests.fuzz.fuzz_network import NETWORK_TARGETS
+from tests.fuzz.fuzz_srp import SRP_TARGETS
 
 # --- fixed material ------------------------------------------------------------------------------
 
@@ -1994,6 +1995,7 @@ TARGETS: dict[str, Target] = {
 # the Thread network core's targets (gateway/thread/network) live in their own module
 TARGETS.update({t.name: Target(*t) for t in NETWORK_TARGETS})
 TARGETS.update({t.name: Target(*t) for t in BORDER_TARGETS})  # border routing
+TARGETS.update({t.name: Target(*t) for t in SRP_TARGETS})  # the SRP server
 
 
 # --- the engine -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ result. Everything is blocking and thread-safe; async tests call it through
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -166,6 +167,17 @@ class OtNode:
         if len(out) != 1:
             raise RuntimeError(f"{command!r} printed {out!r}")
         return out[0].strip()
+
+    def address_in(self, prefix: ipaddress.IPv6Network) -> str | None:
+        """The node's first address (``ipaddr``) in ``prefix``, e.g. its OMR address."""
+        for line in self.cmd("ipaddr"):
+            try:
+                a = ipaddress.IPv6Address(line.strip())
+            except ValueError:
+                continue
+            if a in prefix:
+                return str(a)
+        return None
 
     def wait_state(self, wanted: str, timeout: float, step: float = 0.1) -> float:
         """Poll ``state`` every ``step`` s until it prints ``wanted``; the seconds it took."""

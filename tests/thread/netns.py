@@ -33,6 +33,26 @@ while True:
     s.sendto(data, addr)
 """
 
+# an mDNS browser on the LAN host (python-zeroconf on interface argv[1], service type argv[2]):
+# a ready line, then one JSON line per service added, updated or removed, stamped with the time
+LAN_BROWSER = """
+import json, socket, sys, threading, time
+from zeroconf import IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
+zc = Zeroconf(interfaces=[socket.if_nametoindex(sys.argv[1])], ip_version=IPVersion.V6Only)
+def seen(zeroconf, service_type, name, state_change):
+    doc = {"event": state_change.name.lower(), "name": name, "t": time.time()}
+    if state_change is not ServiceStateChange.Removed:
+        info = zeroconf.get_service_info(service_type, name, timeout=5000)
+        if info is None:
+            return
+        doc.update(server=info.server, port=info.port,
+                   addresses=info.parsed_scoped_addresses())
+    print(json.dumps(doc), flush=True)
+ServiceBrowser(zc, sys.argv[2], handlers=[seen])
+print(json.dumps({"event": "ready"}), flush=True)
+threading.Event().wait()
+"""
+
 
 def run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
@@ -129,6 +149,18 @@ def namespaces(kind: str) -> Iterator[Net]:
     finally:
         n.down()
         assert n.gone()
+
+
+def namespace_fixture(kind: str) -> Iterator[Net]:
+    """A module fixture's body: :func:`namespaces` for this run, skipped with the reason when
+    namespaces cannot be used."""
+    import pytest
+
+    why = netns_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    with namespaces(kind) as n:
+        yield n
 
 
 def pct(values: list[float], q: float) -> float:

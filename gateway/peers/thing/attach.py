@@ -27,18 +27,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from drivers.radio import Radio
-from gateway.errors import GatewayError, StateError
+from gateway.errors import GatewayError, ParseError, StateError
 from gateway.runtime.state import JsonState
 from gateway.thread.network.child import ChildConfig, ChildCore
 from gateway.thread.network.events import PingReply, RoleChanged, SnapshotChanged, UdpReceived
+from gateway.thread.network.netdata import parse_network_data, srp_unicast_servers
 from gateway.thread.network.snapshot import ChildNodeSnapshot
+from gateway.thread.srp.client import SrpRegistration
 from gateway.wire.dataset import ActiveDataset
 from gateway.wire.mac802154 import ExtAddress
 
 if TYPE_CHECKING:
     from gateway.peers.thing.report import ResultReport
 
-__all__ = ["COUNTER_RESERVE", "Activity", "ChildState", "ChildStateStore", "Exercise", "attach"]
+__all__ = [
+    "COUNTER_RESERVE",
+    "Activity",
+    "ChildState",
+    "ChildStateStore",
+    "Exercise",
+    "SrpClient",
+    "attach",
+]
 
 COUNTER_RESERVE: Final = 1000
 LIMIT: Final = 0xFFFFFFFF
@@ -51,6 +61,7 @@ class ChildState:
     snapshot: ChildNodeSnapshot | None = None
     mle_bound: int = 0
     mac_bound: int = 0
+    srp_key: bytes | None = None  # the SRP host key (P-256 private scalar): owns the host name
 
     def __repr__(self) -> str:  # the dataset holds the network key
         return f"ChildState(key_sequence={self.key_sequence}, attached={self.snapshot is not None})"
@@ -72,8 +83,14 @@ class ChildStateStore:
             ds = ActiveDataset.from_hex(str(body["active_dataset"]))
             seq, mle, mac = (int(body[k]) for k in ("key_sequence", "mle_bound", "mac_bound"))
             snap = body.get("child")
+            srp_key = body.get("srp_key")
             return ChildState(
-                ds, seq, ChildNodeSnapshot.from_dict(snap) if snap is not None else None, mle, mac
+                ds,
+                seq,
+                ChildNodeSnapshot.from_dict(snap) if snap is not None else None,
+                mle,
+                mac,
+                bytes.fromhex(srp_key) if srp_key is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{self.path} is malformed ({type(exc).__name__})") from None
@@ -86,6 +103,8 @@ class ChildStateStore:
             "mle_bound": st.mle_bound,
             "mac_bound": st.mac_bound,
         }
+        if st.srp_key is not None:
+            body["srp_key"] = st.srp_key.hex()
         async with self._lock:
             await asyncio.to_thread(self._state.save, body)
 
@@ -242,6 +261,44 @@ class Exercise:
         return s.next_at if s.sent < s.count else s.last_sent + PROBE_TIMEOUT
 
 
+class SrpClient:
+    """The thing's SRP client, as OpenThread's ``srp client autostart``: once attached with an
+    OMR address, it registers its host (that address) and service with the SRP server it finds
+    in the Network Data (the unicast DNS/SRP entry), from its ML-EID, renews before the lease
+    ends and retries with back-off (:class:`gateway.thread.srp.client.SrpRegistration`).
+    :meth:`poll` returns the registration's report whenever its state changed."""
+
+    def __init__(self, registration: SrpRegistration) -> None:
+        self.reg = registration
+        self._reported: tuple[Any, ...] | None = None
+
+    def event(self, ev: object, now: float) -> bool:
+        if isinstance(ev, UdpReceived) and ev.dst_port == self.reg.SRC_PORT:
+            return self.reg.received(ev.src, ev.src_port, ev.payload, now)
+        return False
+
+    def poll(self, child: ChildCore, now: float) -> dict[str, Any] | None:
+        if child.attached:
+            try:
+                servers = srp_unicast_servers(parse_network_data(child.network_data))
+            except ParseError:
+                servers = []
+            out = self.reg.poll(servers, child.slaac, now)
+            if out is not None:
+                addr, port, msg = out
+                with contextlib.suppress(GatewayError):  # not sent: retried with back-off
+                    child.send_udp(addr, self.reg.SRC_PORT, port, msg, now, src=child.ml_eid)
+        r = self.reg.report()
+        key = (r["state"], r["server"], tuple(r["addresses"]), r["rcode"])
+        if key == self._reported:
+            return None
+        self._reported = key
+        return r
+
+    def next_timeout(self, child: ChildCore) -> float | None:
+        return self.reg.next_timeout() if child.attached else None
+
+
 async def attach(
     radio: Radio,
     state: ChildState,
@@ -255,6 +312,7 @@ async def attach(
     stop: asyncio.Event | None = None,
     exercise: Exercise | None = None,
     result_report: ResultReport | None = None,
+    srp: SrpClient | None = None,
 ) -> ChildCore:
     """Attach (or resume the saved attachment) and stay in the network for ``duration``
     seconds (None: until ``stop`` is set). ``report(kind, fields)`` is told of every role
@@ -312,8 +370,14 @@ async def attach(
                     dirty = True
                 elif isinstance(ev, SnapshotChanged):
                     dirty = True
+                if srp is not None and srp.event(ev, loop.time()):
+                    continue
                 for a in activities:
                     a.event(ev, child, loop.time())
+            if srp is not None:
+                srp_report = srp.poll(child, loop.time())
+                if srp_report is not None and report is not None:
+                    report("srp", {**child.status(loop.time()), "result": srp_report})
             for a in activities:
                 for kind, result in a.poll(child, loop.time()):
                     if report is not None:
@@ -336,7 +400,8 @@ async def attach(
                 break
             deadline = child.next_timeout()
             probes = [a.next_timeout(child) for a in activities]
-            limits = [t for t in (deadline, end, *probes) if t is not None]
+            renew = srp.next_timeout(child) if srp is not None else None
+            limits = [t for t in (deadline, end, *probes, renew) if t is not None]
             wait = max(0.0, min(limits) - now) if limits else 1.0
             wait = min(wait, 0.5 if stop is not None else wait)
             frame = await sub.get(wait) if wait > 0 else None
@@ -378,6 +443,10 @@ def attach_cli(
             r = st["result"]
             print(f"reported the result to the app at [{r['dst']}]:{r['port']}: "
                   f"{'acknowledged' if r['acked'] else 'no answer'}", flush=True)  # fmt: skip
+        elif kind == "srp":
+            r = st["result"]
+            print(f"srp: {r['host']} {r['state']} with {r['server'] or 'no server'}"
+                  + (f" (rcode {r['rcode']})" if r["rcode"] else ""), flush=True)  # fmt: skip
         elif "result" in st:
             r = st["result"]
             print(f"{kind} {r['dst']}: {r['received']}/{r['sent']} answered", flush=True)
@@ -400,6 +469,7 @@ def attach_cli(
         radio = open_radio(args.radio)
         await radio.open()
         try:
+            srp = _srp_from(args, state, radio.info.eui64)
             await attach(
                 radio,
                 state,
@@ -412,6 +482,7 @@ def attach_cli(
                 stop=stop,
                 exercise=exercise,
                 result_report=result_report,
+                srp=srp,
             )
         finally:
             await radio.close()
@@ -424,6 +495,31 @@ def attach_cli(
             print(f"hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
     return 0
+
+
+def _srp_from(args: Any, state: ChildState, eui64: bytes) -> SrpClient | None:
+    """``--srp`` (the default): the host ``--srp-host`` (``thing-`` and the EUI-64) with one
+    service, ``--srp-instance`` (the host name) of ``--srp-type`` on ``--srp-port`` (the
+    ``--udp-echo`` port when there is one). The key that owns the name is made once and kept in
+    the state file, so the thing keeps its name across restarts."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from gateway.thread.srp.client import ServiceSpec
+
+    if not getattr(args, "srp", False):
+        return None
+    if state.srp_key is None:
+        state.srp_key = (
+            ec.generate_private_key(ec.SECP256R1())
+            .private_numbers()
+            .private_value.to_bytes(32, "big")
+        )
+    key = ec.derive_private_key(int.from_bytes(state.srp_key, "big"), ec.SECP256R1())
+    host = args.srp_host or f"thing-{eui64.hex()}"
+    port = args.srp_port or getattr(args, "udp_echo", None) or 12345
+    spec = ServiceSpec(args.srp_instance or host, args.srp_type, port)
+    reg = SrpRegistration(host, [spec], key, lease=args.srp_lease, key_lease=args.srp_key_lease)
+    return SrpClient(reg)
 
 
 def _exercise_from(args: Any) -> Exercise | None:

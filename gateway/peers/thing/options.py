@@ -12,6 +12,23 @@ import click
 __all__ = ["attach_options"]
 
 
+def _service_type(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    labels = value.split(".")
+    if (
+        len(labels) != 2
+        or not all(x.startswith("_") and 1 < len(x) <= 63 for x in labels)
+        or (labels[1] not in ("_udp", "_tcp"))
+    ):
+        raise click.BadParameter("a service type is _name._udp or _name._tcp")
+    return value
+
+
+def _label(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and (not 1 <= len(value.encode()) <= 63 or "." in value):
+        raise click.BadParameter("one DNS label: 1 to 63 bytes, no dots")
+    return value
+
+
 def attach_options(after: str, state_help: str) -> Callable[[Callable[..., Any]], Any]:
     """The ``--attach``, ``--sleepy``, ``--child-timeout``, ``--poll-period``, ``--state`` and
     ``--attach-for`` options both reference things share (``after``: "joining", ...)."""
@@ -37,6 +54,21 @@ def attach_options(after: str, state_help: str) -> Callable[[Callable[..., Any]]
                      help="once attached, send UDP datagrams here and count the echoes"),
         click.option("--udp-size", type=click.IntRange(0, 1232), default=1200, show_default=True),
         click.option("--udp-count", type=click.IntRange(1, 10000), default=20, show_default=True),
+        click.option("--srp/--no-srp", default=True, show_default=True,
+                     help="once attached with an OMR address, register a host and a service "
+                          "with the SRP server found in the Network Data"),
+        click.option("--srp-host", metavar="NAME", callback=_label,
+                     help="the SRP host name (default: thing- and the EUI-64)"),
+        click.option("--srp-instance", metavar="NAME", callback=_label,
+                     help="the service instance name (default: the host name)"),
+        click.option("--srp-type", default="_test._udp", show_default=True,
+                     callback=_service_type, help="the service type"),
+        click.option("--srp-port", type=click.IntRange(1, 65535),
+                     help="the service's port (default: the --udp-echo port, else 12345)"),
+        click.option("--srp-lease", type=click.IntRange(0, 0xFFFFFFFF), default=7200,
+                     show_default=True, help="the lease asked for (seconds)"),
+        click.option("--srp-key-lease", type=click.IntRange(0, 0xFFFFFFFF), default=1209600,
+                     show_default=True, help="the key-lease asked for (seconds)"),
     ]  # fmt: skip
 
     def decorate(f: Callable[..., Any]) -> Any:

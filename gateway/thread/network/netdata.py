@@ -621,6 +621,35 @@ class OwnPrefix:
     stable: bool = True
 
 
+DNS_SRP_UNICAST = 0x5D
+DNS_SRP_ANYCAST = 0x5C
+
+
+def srp_unicast_service(
+    rloc16: int, address: ipaddress.IPv6Address, port: int, service_id: int = 0
+) -> ServiceTlv:
+    """OpenThread's DNS/SRP unicast entry with the address in the server data: Thread
+    enterprise (T bit), service data ``5d``, a stable Server sub-TLV of ML-EID || port."""
+    check_uint(port, 16, "SRP port")
+    server = ServerTlv(rloc16, address.packed + port.to_bytes(2, "big"), stable=True)
+    return ServiceTlv(service_id, bytes((DNS_SRP_UNICAST,)), sub_tlvs=(server,), stable=True)
+
+
+def srp_unicast_servers(netdata: NetworkData) -> list[tuple[ipaddress.IPv6Address, int]]:
+    """The SRP servers a client can use from the unicast-in-server-data entries."""
+    out: list[tuple[ipaddress.IPv6Address, int]] = []
+    for t in netdata.tlvs:
+        if not isinstance(t, ServiceTlv) or t.enterprise_number != THREAD_ENTERPRISE_NUMBER:
+            continue
+        if t.service_data[:1] != bytes((DNS_SRP_UNICAST,)) or len(t.service_data) != 1:
+            continue
+        for sub in t.sub_tlvs:
+            if isinstance(sub, ServerTlv) and len(sub.server_data) >= 18:
+                addr = ipaddress.IPv6Address(sub.server_data[:16])
+                out.append((addr, int.from_bytes(sub.server_data[16:18], "big")))
+    return sorted(out, key=lambda e: e[0].packed)
+
+
 @dataclass
 class NetworkDataLeader:
     """The Leader's Network Data: commissioning data, the gateway's own prefixes, versions.
@@ -635,6 +664,8 @@ class NetworkDataLeader:
     stable_data_version: int | None = None
     commissioning: bytes | None = field(default=None, repr=False)
     own: tuple[OwnPrefix, ...] = ()
+    # the SRP server's unicast entry (ML-EID, port), published as OpenThread's DnsSrpUnicast
+    srp_unicast: tuple[ipaddress.IPv6Address, int] | None = None
     _context_ids: dict[ipaddress.IPv6Network, int] = field(default_factory=dict)
     _released: dict[int, tuple[ipaddress.IPv6Network, float]] = field(default_factory=dict)
     _data: NetworkData = field(default_factory=NetworkData)
@@ -694,6 +725,8 @@ class NetworkDataLeader:
                 tlvs.append(PrefixTlv.of(net, [ContextTlv(cid, net.prefixlen, False, True)]))
         if self.commissioning is not None:
             tlvs.append(CommissioningDataTlv(self.commissioning))
+        if self.srp_unicast is not None:
+            tlvs.append(srp_unicast_service(self.rloc16, *self.srp_unicast))
         new = NetworkData(tuple(tlvs))
         if len(new.to_bytes()) > MAX_NETWORK_DATA_LENGTH:
             raise InvalidArgument("the Network Data would exceed 254 bytes")
@@ -713,6 +746,17 @@ class NetworkDataLeader:
         self.commissioning = None if meshcop_tlvs is None else bytes(meshcop_tlvs)
         if self._rebuild():
             self._bump(False)
+            return True
+        return False
+
+    def set_srp_unicast(self, entry: tuple[ipaddress.IPv6Address, int] | None) -> bool:
+        """Publish (or with None withdraw) the SRP server's unicast entry. True on change."""
+        if entry == self.srp_unicast:
+            return False
+        before_stable = self._stable.to_bytes()
+        self.srp_unicast = entry
+        if self._rebuild():
+            self._bump(self._stable.to_bytes() != before_stable)
             return True
         return False
 

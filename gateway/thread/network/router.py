@@ -547,6 +547,11 @@ class RouterCore:
         if self.netdata.set_commissioning_data(meshcop_tlvs):
             self._netdata_changed(now)
 
+    def set_srp_unicast(self, entry: tuple[ipaddress.IPv6Address, int] | None, now: float) -> None:
+        """Publish or withdraw the SRP server's unicast entry in the leader's Network Data."""
+        if self.netdata.set_srp_unicast(entry):
+            self._netdata_changed(now)
+
     def set_own_prefixes(self, prefixes: Iterable[OwnPrefix], now: float) -> None:
         if self.netdata.set_own_prefixes(prefixes, now):
             self._netdata_changed(now)
