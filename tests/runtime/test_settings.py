@@ -120,6 +120,7 @@ advertise_mdns = false
 max_children = 48
 infra_interface = "eth0"
 thread_interface = "wpan7"
+srp_port = 5353
 [group_owner]
 cloud_url = "coaps://cloud.invalid:5684"
 window_s = 3600
@@ -138,6 +139,7 @@ level = "DEBUG"
             "max_children": 48,
             "infra_interface": "eth0",
             "thread_interface": "wpan7",
+            "srp_port": 5353,
         },
         "group_owner": {"cloud_url": "coaps://cloud.invalid:5684", "window_s": 3600},
         "logging": {"level": "DEBUG"},
